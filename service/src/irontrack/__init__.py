@@ -1,0 +1,3 @@
+"""IronTrack authentication service."""
+
+__version__ = "0.1.0"

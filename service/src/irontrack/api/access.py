@@ -1,0 +1,235 @@
+"""``/api/v1/access/*``: signup, login, me, refresh, logout."""
+
+# No ``from __future__ import annotations``: FastAPI must see the request model, built per
+# application from the settings, as a real object in the signatures below.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import load_only, raiseload
+from starlette.responses import Response
+from uuid_utils.compat import uuid7
+
+from ..auth import ACCESS_COOKIE, REFRESH_COOKIE, access_token_from, refresh_token_from
+from ..models import EMAIL_UNIQUE_INDEX, User
+from ..responses import MsgspecResponse, error
+from ..schemas import Detail, ProfileOut, RefreshRequest, TokenOut, UserOut, credentials_model
+from ..services import Services
+from ..sessions import RefreshReuse
+from ..tokens import AccessClaims
+
+PREFIX = "/api/v1/access"
+REFRESH_PATH = PREFIX + "/refresh"
+_UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+# Documentation only (schemes declared in app.py): how the access token may be presented.
+_SECURITY: list[dict[str, list[str]]] = [{"accessCookie": []}, {"bearer": []}]
+
+
+def _unauthorized(detail: str) -> MsgspecResponse:
+    return error(401, detail, _UNAUTHORIZED_HEADERS)
+
+
+def _is_unique_email_violation(exc: IntegrityError) -> bool:
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return sqlstate == "23505" and EMAIL_UNIQUE_INDEX in str(orig)
+
+
+def build_router(svc: Services) -> APIRouter:
+    settings = svc.settings
+    Credentials: Any = credentials_model(settings)
+    cookie_kw: dict[str, Any] = {
+        "httponly": True,
+        "secure": settings.cookie_secure,
+        "samesite": settings.cookie_samesite,
+        "domain": settings.cookie_domain,
+    }
+    router = APIRouter(prefix=PREFIX, tags=["access"])
+    unauthorized_doc: dict[int | str, dict[str, Any]] = {
+        401: {"model": Detail, "description": "Missing, invalid, expired or revoked token"}
+    }
+
+    def set_auth_cookies(response: Response, access: str, refresh: str) -> None:
+        response.set_cookie(
+            ACCESS_COOKIE, access, max_age=settings.access_token_ttl, path="/", **cookie_kw
+        )
+        response.set_cookie(
+            REFRESH_COOKIE,
+            refresh,
+            max_age=settings.refresh_token_ttl,
+            path=PREFIX,
+            **cookie_kw,
+        )
+
+    def token_body(access: str, refresh: str) -> dict[str, Any]:
+        return {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": settings.access_token_ttl,
+            "refresh_token": refresh,
+            "refresh_expires_in": settings.refresh_token_ttl,
+        }
+
+    async def authenticate(request: Request) -> AccessClaims | None:
+        token = access_token_from(request.scope)
+        if token is None:
+            return None
+        claims = svc.tokens.verify(token)
+        if claims is None:
+            return None
+        session = await svc.sessions.get(claims.jti)
+        if session is None or session.sub != claims.sub:
+            return None
+        return claims
+
+    @router.post(
+        "/signup",
+        status_code=201,
+        response_model=None,
+        responses={
+            201: {"model": UserOut, "description": "Created"},
+            409: {"model": Detail, "description": "Email already registered"},
+            413: {"model": Detail, "description": "Body too large"},
+        },
+        summary="Create a user (Argon2id hash in the worker pool, one INSERT)",
+    )
+    async def signup(credentials: Annotated[Credentials, Body()]) -> Response:  # type: ignore[valid-type]
+        password_hash = await svc.passwords.hash(credentials.password)
+        user = User(id=uuid7(), email=credentials.email, password_hash=password_hash)
+        async with svc.sessionmaker() as db:
+            db.add(user)
+            try:
+                await db.commit()
+            except IntegrityError as exc:
+                await db.rollback()
+                if _is_unique_email_violation(exc):
+                    return error(409, "email already registered")
+                raise
+        return MsgspecResponse({"id": str(user.id), "email": user.email}, status_code=201)
+
+    @router.post(
+        "/login",
+        response_model=None,
+        responses={
+            200: {"model": TokenOut, "description": "Logged in; cookies set"},
+            401: {"model": Detail, "description": "Wrong email or password"},
+        },
+        summary="Verify the password, open a session, issue an Ed25519 JWT and a refresh token",
+    )
+    async def login(credentials: Annotated[Credentials, Body()]) -> Response:  # type: ignore[valid-type]
+        stmt = (
+            select(User)
+            .options(load_only(User.id, User.email, User.password_hash), raiseload("*"))
+            .where(func.lower(User.email) == credentials.email.lower())
+        )
+        async with svc.sessionmaker() as db:
+            user = (await db.execute(stmt)).scalar_one_or_none()
+        stored = user.password_hash if user is not None else None
+        if not await svc.passwords.verify(credentials.password, stored) or user is None:
+            return _unauthorized("invalid email or password")
+        issued = svc.tokens.issue(str(user.id), user.email)
+        opened = await svc.sessions.open(str(user.id), user.email, issued.claims.jti)
+        response = MsgspecResponse(token_body(issued.token, opened.refresh_token))
+        set_auth_cookies(response, issued.token, opened.refresh_token)
+        return response
+
+    @router.get(
+        "/me",
+        response_model=None,
+        responses={200: {"model": ProfileOut}, **unauthorized_doc},
+        openapi_extra={"security": _SECURITY},
+        summary="The current user (JWT verified, session checked L1 → Valkey; no database)",
+    )
+    async def me(request: Request) -> Response:
+        claims = await authenticate(request)
+        if claims is None:
+            return _unauthorized("not authenticated")
+        return MsgspecResponse(
+            {"id": claims.sub, "email": claims.email, "session_expires_at": claims.exp}
+        )
+
+    @router.post(
+        "/refresh",
+        response_model=None,
+        responses={
+            200: {"model": TokenOut, "description": "Rotated: new access and refresh tokens"},
+            401: {
+                "model": Detail,
+                "description": "Unknown/expired refresh token, or reuse of a rotated one "
+                "(the whole session is then revoked)",
+            },
+        },
+        summary="Rotate the refresh token (from the body or the refresh_token cookie)",
+    )
+    async def refresh(
+        request: Request, body: Annotated[RefreshRequest | None, Body()] = None
+    ) -> Response:
+        token = (body.refresh_token if body is not None else None) or refresh_token_from(
+            request.scope
+        )
+        if not token:
+            return _unauthorized("refresh token required")
+        record = await svc.sessions.lookup_refresh(token)
+        if record is None:
+            return _unauthorized("invalid refresh token")
+        issued = svc.tokens.issue(record.sub, record.email)
+        try:
+            rotated = await svc.sessions.rotate(token, issued.claims.jti)
+        except RefreshReuse:
+            response = _unauthorized("refresh token reuse detected; session revoked")
+            _clear(response)
+            return response
+        if rotated is None:
+            return _unauthorized("invalid refresh token")
+        _, new_refresh = rotated
+        response = MsgspecResponse(token_body(issued.token, new_refresh))
+        set_auth_cookies(response, issued.token, new_refresh)
+        return response
+
+    def _clear(response: Response) -> None:
+        response.delete_cookie(ACCESS_COOKIE, path="/", **cookie_kw)
+        response.delete_cookie(REFRESH_COOKIE, path=PREFIX, **cookie_kw)
+
+    @router.post(
+        "/logout",
+        status_code=204,
+        response_model=None,
+        responses={
+            204: {"description": "Session revoked on every worker; cookies cleared"},
+            **unauthorized_doc,
+        },
+        openapi_extra={"security": _SECURITY},
+        summary="Revoke the session (access token, or refresh token in body/cookie)",
+    )
+    async def logout(
+        request: Request, body: Annotated[RefreshRequest | None, Body()] = None
+    ) -> Response:
+        sid: str | None = None
+        token = access_token_from(request.scope)
+        if token is not None:
+            claims = svc.tokens.verify(token)
+            if claims is not None:
+                session = await svc.sessions.get(claims.jti)
+                if session is not None and session.sub == claims.sub:
+                    sid = session.sid
+        if sid is None:
+            refresh_token = (body.refresh_token if body is not None else None) or (
+                refresh_token_from(request.scope)
+            )
+            if refresh_token:
+                record = await svc.sessions.lookup_refresh(refresh_token)
+                if record is not None:
+                    sid = record.sid
+        if sid is None:
+            return _unauthorized("not authenticated")
+        await svc.sessions.revoke_family(sid)
+        response = Response(status_code=204)
+        _clear(response)
+        return response
+
+    return router

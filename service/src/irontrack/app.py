@@ -1,0 +1,107 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from . import __version__, errors
+from .api import access, health
+from .db import create_engine, create_sessionmaker
+from .keys import generate_key_files, load_key_files
+from .logs import configure_logging
+from .middleware import AccessLogMiddleware, BodyLimitMiddleware
+from .passwords import PasswordService
+from .responses import PreEncodedResponse, encode
+from .schemas import JWKS
+from .services import Services
+from .sessions import SessionStore
+from .settings import Settings, get_settings
+from .tokens import TokenService
+
+log = logging.getLogger("irontrack")
+
+
+def create_fastapi(settings: Settings) -> FastAPI:
+    """The FastAPI application (routes, handlers, lifespan) without the outer middleware."""
+    configure_logging(settings)
+    if settings.jwt_generate_dev_keys and generate_key_files(
+        settings.jwt_private_key_path, settings.jwt_public_key_path
+    ):
+        log.warning("generated a DEVELOPMENT key pair at %s", settings.jwt_private_key_path)
+    keys = load_key_files(settings.jwt_private_key_path, settings.jwt_public_key_path)
+    svc = Services(
+        settings=settings, tokens=TokenService(keys, settings.access_token_ttl, settings.jwt_issuer)
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        svc.engine = create_engine(settings)
+        svc.sessionmaker = create_sessionmaker(engine=svc.engine)
+        svc.passwords = PasswordService(settings)
+        svc.sessions = SessionStore(settings)
+        try:
+            await svc.sessions.init()
+        except Exception as exc:  # Valkey down at start: serve, /health says so, L1 stays off
+            log.error("valkey: client-side cache not started: %s", exc)
+        try:
+            yield
+        finally:
+            await svc.sessions.close()
+            await svc.engine.dispose()
+            svc.passwords.close()
+
+    app = FastAPI(
+        title="IronTrack",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=PreEncodedResponse,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    errors.install(app)
+    app.include_router(health.build_router(svc))
+    app.include_router(access.build_router(svc))
+
+    jwks_body = encode(svc.tokens.jwks)
+
+    @app.get(
+        "/.well-known/jwks.json",
+        response_model=None,
+        responses={200: {"model": JWKS}},
+        tags=["keys"],
+        summary="Public key(s) to verify access tokens (alg Ed25519)",
+    )
+    async def jwks() -> Response:
+        return PreEncodedResponse(jwks_body, headers={"Cache-Control": "public, max-age=300"})
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "accessCookie": {"type": "apiKey", "in": "cookie", "name": "access_token"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.services = svc
+    return app
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    """FastAPI wrapped in pure ASGI middleware: access log (outermost), then the body ceiling."""
+    settings = settings or get_settings()
+    app = create_fastapi(settings)
+    wrapped: ASGIApp = BodyLimitMiddleware(app, settings.max_body_bytes)
+    if settings.access_log:
+        wrapped = AccessLogMiddleware(wrapped)
+    return wrapped

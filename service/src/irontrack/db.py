@@ -1,0 +1,57 @@
+"""Async SQLAlchemy engine and session factory, safe behind PgBouncer in transaction mode."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from .settings import Settings
+
+
+def statement_name() -> str:
+    # PgBouncer in transaction mode may hand each transaction a different server connection:
+    # asyncpg's cached, sequentially named prepared statements ("__asyncpg_stmt_1__") would then
+    # collide or vanish. Caches off + a unique name per statement: every prepare is self-contained.
+    return f"__asyncpg_{uuid4().hex}__"
+
+
+def database_url(settings: Settings) -> str:
+    """The asyncpg URL with the separate password setting applied."""
+    url = make_url(settings.database_url)
+    if settings.database_password is not None:
+        url = url.set(password=settings.database_password.get_secret_value())
+    # SQLAlchemy's own LRU of asyncpg prepared statements: off (see statement_name).
+    url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+    return url.render_as_string(hide_password=False)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine whose pool holds client connections to PgBouncer (or PostgreSQL directly)."""
+    return create_async_engine(
+        database_url(settings),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=1800,
+        pool_pre_ping=False,
+        connect_args={
+            "statement_cache_size": 0,  # asyncpg's statement cache: off
+            "prepared_statement_name_func": statement_name,
+            "command_timeout": max(1.0, settings.db_statement_timeout_ms / 1000)
+            if settings.db_statement_timeout_ms
+            else None,
+            "server_settings": {"application_name": "irontrack"},
+        },
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that never expire loaded state on commit (no refresh SELECT after INSERT)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

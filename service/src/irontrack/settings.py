@@ -1,0 +1,134 @@
+"""Typed settings from the environment (prefix ``IRONTRACK_``) and an optional env file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_FILE_VARIABLE = "IRONTRACK_ENV_FILE"
+
+# Argon2id threads are CPU-bound: one per core at most, and never more than the report's cap of 4,
+# leaving cores for the event loops, PostgreSQL, Valkey and the proxy.
+HASH_WORKERS_CAP = 4
+
+
+def default_hash_workers() -> int:
+    """Half the usable CPUs (the report's 4 of 8), at least 1, at most ``HASH_WORKERS_CAP``."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(HASH_WORKERS_CAP, cpus // 2 or 1))
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IRONTRACK_",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    database_url: str = Field(
+        description="SQLAlchemy URL, postgresql+asyncpg://user:pass@host:port/db (PgBouncer)."
+    )
+    database_password: SecretStr | None = Field(
+        default=None, description="Overrides the password in database_url when set."
+    )
+    valkey_url: str = Field(description="redis://user:pass@host:port/db of Valkey.")
+    valkey_password: SecretStr | None = Field(
+        default=None, description="Overrides the password in valkey_url when set."
+    )
+    jwt_private_key_path: Path = Field(description="PEM file of the Ed25519 private key.")
+    jwt_public_key_path: Path = Field(description="PEM file of the Ed25519 public key.")
+    jwt_generate_dev_keys: bool = Field(
+        default=False, description="Generate a missing key pair at start (development only)."
+    )
+    jwt_issuer: str | None = Field(default=None, description="Optional `iss` claim.")
+    access_token_ttl: PositiveInt = Field(default=1800, description="Access token life, s.")
+    refresh_token_ttl: PositiveInt = Field(default=7 * 86400, description="Refresh life, s.")
+
+    db_pool_size: PositiveInt = 10
+    db_max_overflow: Annotated[int, Field(ge=0)] = 5
+    db_pool_timeout: Annotated[float, Field(gt=0)] = 5.0
+    db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+    health_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
+
+    hash_workers: PositiveInt = Field(default_factory=default_hash_workers)
+    argon2_time_cost: PositiveInt = 3
+    argon2_memory_cost: Annotated[int, Field(ge=8)] = 65536
+    argon2_parallelism: PositiveInt = 1
+    password_min_length: PositiveInt = 8
+    password_max_length: Annotated[int, Field(gt=0, le=1024)] = 128
+    max_body_bytes: Annotated[int, Field(ge=256)] = 4096
+
+    cookie_secure: bool = True
+    cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    cookie_domain: str | None = None
+    access_log: bool = True
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    l1_size: PositiveInt = 10000
+    l1_max_ttl: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql+asyncpg://", "postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql+asyncpg:// URL")
+        _, rest = value.split("://", 1)
+        return "postgresql+asyncpg://" + rest
+
+    @field_validator("valkey_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.password_min_length > self.password_max_length:
+            raise ValueError("password_min_length exceeds password_max_length")
+        if self.cookie_samesite == "none" and not self.cookie_secure:
+            raise ValueError("cookie_samesite=none requires cookie_secure=true")
+        return self
+
+
+class ConfigError(RuntimeError):
+    """Settings could not be loaded; the message is meant for an operator."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and ``$IRONTRACK_ENV_FILE``; raise ConfigError."""
+    env_file = os.environ.get(ENV_FILE_VARIABLE) or None
+    if env_file is not None and not Path(env_file).is_file():
+        raise ConfigError(f"{ENV_FILE_VARIABLE}={env_file}: no such file")
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as error:
+        lines = []
+        for item in error.errors():
+            name = "IRONTRACK_" + "_".join(str(p) for p in item["loc"]).upper()
+            lines.append(f"  {name or '(settings)'}: {item['msg']}")
+        raise ConfigError("invalid IronTrack configuration:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (loaded once)."""
+    return load_settings()
