@@ -1,0 +1,76 @@
+# IronTrack — the two commands a fresh Debian 12 machine (as root) needs:
+#   make up     a throwaway Debian 12 systemd host on this machine, fully provisioned, smoke-tested
+#   make test   every test: lint, service tests, role tests, the full Molecule sequence
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export IRONTRACK_SECRETS_DIR ?= $(CURDIR)/.secrets/local
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PY_COLORS := 0
+export ANSIBLE_FORCE_COLOR := 0
+LOCAL_INVENTORY := inventories/local
+PLAYBOOKS := $(wildcard playbooks/*.yml)
+
+.PHONY: help deps image up down converge smoke tune bench test lint test-service test-roles \
+        test-host molecule run clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+deps: ## install what this machine needs (Debian packages, dockerd, virtualenv)
+	scripts/bootstrap.sh
+
+image: deps ## build (or reuse) the Debian 12 systemd host image
+	scripts/host-image.sh >/dev/null
+
+up: image ## bring up the provisioned local host and smoke-test it
+	molecule create
+	molecule converge
+	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/smoke.yml
+	@echo "local host irontrack-local is up: https://app.localhost:8443 (CA: $(IRONTRACK_SECRETS_DIR)/ca/irontrack-local/rootCA.pem)"
+
+down: deps ## remove the local host
+	molecule destroy
+
+converge: image ## re-run the production playbook on the local host
+	molecule converge
+
+smoke: deps ## smoke-test the local host through TLS
+	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/smoke.yml
+
+tune: deps ## re-tune the local host (kernel + planner settings only)
+	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/tune.yml
+
+bench: deps ## run the report's benchmark scenarios on the local host
+	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
+
+test: deps lint test-service test-roles molecule ## every test
+
+lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check
+	ruff check .
+	ruff format --check .
+	python scripts/role-docs.py --check
+	ansible-lint --nocolor
+	for p in $(PLAYBOOKS); do ansible-playbook -i inventories/production --syntax-check "$$p"; done
+
+test-service: deps ## service tests against real PostgreSQL 18, PgBouncer and Valkey
+	pytest tests/service
+
+test-roles: deps ## role tests (the PostgreSQL drop-in against a real PostgreSQL 18)
+	pytest tests/roles
+
+molecule: image ## create → converge → idempotence → verify (testinfra + smoke) → destroy
+	molecule test
+
+test-host: deps ## the testinfra suite against the running local host
+	pytest tests/host --hosts=docker://irontrack-local
+
+run: deps ## run the service locally against real PostgreSQL, PgBouncer and Valkey
+	python -m irontrack.devserver
+
+clean: ## remove the local host, the virtualenv and generated files
+	-molecule destroy
+	rm -rf $(VENV) .secrets results

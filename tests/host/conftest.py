@@ -1,0 +1,50 @@
+"""Shared helpers for the host-state suite.
+
+Run against the local host:   pytest tests/host --hosts=docker://irontrack-local
+Run against a real host:      pytest tests/host --hosts=ssh://deploy@host --sudo
+                              (or --connection=ansible --ansible-inventory=inventories/production)
+
+Expected values come from the roles' defaults, so the suite follows the code it checks;
+an operator who overrides a default exports the override in IRONTRACK_EXPECT_<NAME>.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def role_defaults(role: str) -> dict[str, Any]:
+    path = REPO / "roles" / role / "defaults" / "main.yml"
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def expected(role: str, name: str) -> Any:
+    """A role default, unless IRONTRACK_EXPECT_<NAME> overrides it (YAML-parsed)."""
+    override = os.environ.get(f"IRONTRACK_EXPECT_{name.upper()}")
+    if override is not None:
+        return yaml.safe_load(override)
+    return role_defaults(role)[name]
+
+
+def secret(name: str) -> str:
+    """A secret from IRONTRACK_<NAME> or from the file the local inventory generated."""
+    value = os.environ.get(f"IRONTRACK_{name.upper()}")
+    if value:
+        return value
+    secrets_dir = os.environ.get("IRONTRACK_SECRETS_DIR", str(REPO / ".secrets" / "local"))
+    path = Path(secrets_dir) / name
+    if not path.exists():
+        pytest.fail(f"secret {name} not found: set IRONTRACK_{name.upper()} or create {path}")
+    return path.read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def in_container(host) -> bool:
+    return host.run("systemd-detect-virt --container").rc == 0
