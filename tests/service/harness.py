@@ -29,6 +29,8 @@ DB_USER = "irontrack"
 DB_PASSWORD = "it-test-db-pass"
 VALKEY_USER = "irontrack"
 VALKEY_PASSWORD = "it-test-valkey-pass"
+VALKEY_ADMIN = "testadmin"  # the tests' own observer (INFO), never used by the service
+VALKEY_ADMIN_PASSWORD = "it-test-valkey-admin"
 
 # What the service needs from Valkey, and nothing else: the same list the valkey role's ACL
 # for the `irontrack` user must grant (cashews client-side cache included).
@@ -313,6 +315,7 @@ class Valkey:
             f"logfile {directory / 'valkey.log'}\n"
             "user default off\n"
             f"user {VALKEY_USER} {VALKEY_ACL.format(password=VALKEY_PASSWORD)}\n"
+            f"user {VALKEY_ADMIN} on >{VALKEY_ADMIN_PASSWORD} ~* &* +@all\n"
         )
         conf.chmod(0o600)
         self.account.own(conf)
@@ -331,6 +334,10 @@ class Valkey:
     @property
     def url(self) -> str:
         return f"redis://{VALKEY_USER}:{VALKEY_PASSWORD}@127.0.0.1:{self.port}/0"
+
+    @property
+    def admin_url(self) -> str:
+        return f"redis://{VALKEY_ADMIN}:{VALKEY_ADMIN_PASSWORD}@127.0.0.1:{self.port}/0"
 
 
 def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:

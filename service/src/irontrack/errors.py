@@ -39,6 +39,8 @@ async def _on_validation(_: Request, exc: Exception) -> Response:
 
 async def _on_http(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-reading errors in a 400
+        return error(413, "request body too large", {"Connection": "close"})
     headers = dict(exc.headers) if exc.headers else None
     return MsgspecResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 

@@ -24,6 +24,8 @@ class User(Base):
     )
 
     __table_args__ = (Index("users_email_lower_key", func.lower(email), unique=True),)
+    # Never fetch server defaults back after INSERT (no RETURNING, no refresh SELECT).
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012 - SQLAlchemy's own contract
 
 
 EMAIL_UNIQUE_INDEX = "users_email_lower_key"

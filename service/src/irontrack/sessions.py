@@ -121,6 +121,11 @@ class SessionStore:
             max_connections=64,
             wait_for_connection_timeout=settings.health_timeout,
             client_name="irontrack-l1",
+            # cashews listens for invalidations as RESP2 pub/sub messages on __redis__:invalidate
+            # (CLIENT TRACKING … REDIRECT <own id> BCAST). redis-py >= 8 speaks RESP3 by default,
+            # and then Valkey delivers them as RESP3 "invalidate" pushes that cashews never sees:
+            # L1 copies would silently outlive a logout. Pin RESP2 (proved by test_svc_workers).
+            protocol=2,
         )
         self.client: redis.Redis = redis.Redis.from_url(
             url,
