@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+from cashews.exceptions import CacheBackendInteractionError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from redis.exceptions import RedisError
@@ -59,6 +60,11 @@ async def _on_valkey(_: Request, exc: Exception) -> Response:
     return error(503, "session store unavailable")
 
 
+async def _on_unexpected(_: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc)
+    return error(500, "internal error")
+
+
 async def _on_timeout(_: Request, exc: Exception) -> Response:
     log.error("dependency timed out: %r", exc)
     return error(503, "dependency timed out")
@@ -71,5 +77,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _on_database)
     app.add_exception_handler(SQLAlchemyError, _on_database)
     app.add_exception_handler(RedisError, _on_valkey)
+    app.add_exception_handler(CacheBackendInteractionError, _on_valkey)
+    app.add_exception_handler(Exception, _on_unexpected)
     app.add_exception_handler(asyncio.TimeoutError, _on_timeout)
     app.add_exception_handler(ConnectionError, _on_database)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import text
@@ -19,6 +21,11 @@ _HEALTHY = encode({"status": "ok", "components": {"postgresql": "ok", "valkey": 
 _SELECT_1 = text("SELECT 1")
 
 
+def _consume(task: asyncio.Future[object]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def build_router(svc: Services) -> APIRouter:
     router = APIRouter(tags=["health"])
     timeout = svc.settings.health_timeout
@@ -27,14 +34,18 @@ def build_router(svc: Services) -> APIRouter:
     async def ping() -> Response:
         return PreEncodedResponse(_PONG)
 
-    async def check(name: str, probe: object) -> str:
-        try:
-            async with asyncio.timeout(timeout):
-                await probe  # type: ignore[misc]
-        except TimeoutError:
+    async def check(name: str, probe: Coroutine[Any, Any, object]) -> str:
+        # The probe runs as its own task: on timeout it is cancelled and left to clean up in
+        # the background, so a dependency that hangs on close cannot hold the answer.
+        task = asyncio.ensure_future(probe)
+        done, _ = await asyncio.wait((task,), timeout=timeout)
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
             log.warning("health: %s timed out after %.2fs", name, timeout)
             return "timeout"
-        except Exception as exc:  # any failure of a dependency is a state, never a 500
+        exc = task.exception()
+        if exc is not None:  # any failure of a dependency is a state, never a 500
             log.warning("health: %s failed: %s", name, exc.__class__.__name__)
             return "error"
         return "ok"

@@ -1,0 +1,110 @@
+"""``/health`` names the failed component with 503, never hangs, and recovers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import PASSWORD, unique_email
+from harness import Server, Stack, Valkey
+
+
+def _poll_health(http: httpx.Client, want: int, within: float) -> httpx.Response:
+    deadline = time.monotonic() + within
+    while True:
+        answer = http.get("/health")
+        if answer.status_code == want or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def test_health_ok(client: httpx.Client) -> None:
+    answer = client.get("/health")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "components": {"postgresql": "ok", "valkey": "ok"}}
+
+
+@pytest.fixture
+def own_valkey(stack: Stack) -> Iterator[tuple[Valkey, Server]]:
+    """A server on a Valkey of its own, so stopping that Valkey disturbs no other test."""
+    valkey = Valkey(stack.root, stack.account)
+    valkey.start()
+    server = Server(
+        stack.app_env(IRONTRACK_VALKEY_URL=valkey.url), stack.root, f"valkey-{valkey.port}"
+    )
+    try:
+        server.start()
+        yield valkey, server
+    finally:
+        server.stop()
+        valkey.stop()
+
+
+def test_valkey_down_is_503_naming_valkey_and_recovers(own_valkey) -> None:
+    valkey, server = own_valkey
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        assert http.get("/health").status_code == 200
+        email = unique_email("vdown")
+        assert (
+            http.post(
+                "/api/v1/access/signup", json={"email": email, "password": PASSWORD}
+            ).status_code
+            == 201
+        )
+        login = http.post("/api/v1/access/login", json={"email": email, "password": PASSWORD})
+        token = login.json()["access_token"]
+
+        valkey.stop()
+        started = time.monotonic()
+        answer = http.get("/health")
+        assert time.monotonic() - started < 3.0  # short timeouts, never hangs
+        assert answer.status_code == 503
+        body = answer.json()
+        assert body["failed"] == ["valkey"]
+        assert body["components"]["postgresql"] == "ok"
+        assert body["components"]["valkey"] != "ok"
+
+        # No session store: no authentication — a clean 503, and never a stale L1 "yes".
+        who = http.get("/api/v1/access/me", headers={"Authorization": f"Bearer {token}"})
+        assert who.status_code == 503, server.log_tail()
+        again = http.post("/api/v1/access/login", json={"email": email, "password": PASSWORD})
+        assert again.status_code == 503
+
+        valkey.start()  # same port, empty: the old session is gone
+        assert _poll_health(http, 200, within=15).status_code == 200
+        who = http.get("/api/v1/access/me", headers={"Authorization": f"Bearer {token}"})
+        assert who.status_code == 401
+
+
+def test_postgresql_down_is_503_naming_postgresql_and_recovers(
+    stack: Stack, server_a: Server
+) -> None:
+    with httpx.Client(base_url=server_a.base_url, timeout=10) as http:
+        assert http.get("/health").status_code == 200
+        stack.postgres.stop()
+        try:
+            started = time.monotonic()
+            answer = http.get("/health")
+            assert time.monotonic() - started < 3.0
+            assert answer.status_code == 503
+            body = answer.json()
+            assert body["failed"] == ["postgresql"]
+            assert body["components"]["valkey"] == "ok"
+            assert body["components"]["postgresql"] in ("timeout", "error")
+            signup = http.post(
+                "/api/v1/access/signup",
+                json={"email": unique_email("pgdown"), "password": PASSWORD},
+            )
+            assert signup.status_code == 503
+        finally:
+            stack.postgres.start()
+        assert _poll_health(http, 200, within=30).status_code == 200
+        email = unique_email("pgback")
+        assert (
+            http.post(
+                "/api/v1/access/signup", json={"email": email, "password": PASSWORD}
+            ).status_code
+            == 201
+        )
