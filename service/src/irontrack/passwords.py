@@ -36,7 +36,7 @@ class PasswordService:
         )
         # A real hash of a random password: verifying against it makes a login with an unknown
         # email cost exactly what a wrong password costs (no user enumeration by timing).
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
+        self.dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
 
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
@@ -45,7 +45,7 @@ class PasswordService:
     async def verify(self, password: str, password_hash: str | None) -> bool:
         """True when ``password`` matches; with ``password_hash=None`` burn one verify, False."""
         loop = asyncio.get_running_loop()
-        target = password_hash if password_hash is not None else self._dummy_hash
+        target = password_hash if password_hash is not None else self.dummy_hash
         call = functools.partial(self._safe_verify, password, target)
         ok = await loop.run_in_executor(self._executor, call)
         return ok and password_hash is not None

@@ -67,6 +67,10 @@ class HealthOut(BaseModel):
     )
 
 
+class HealthDown(HealthOut):
+    failed: list[str] = Field(description='The components that failed, e.g. ["valkey"]')
+
+
 class JWK(BaseModel):
     kty: str
     crv: str

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.responses import Response
 
 from ..responses import MsgspecResponse, PreEncodedResponse, encode
-from ..schemas import HealthOut, Ping
+from ..schemas import HealthDown, HealthOut, Ping
 from ..services import Services
 
 log = logging.getLogger("irontrack.health")
@@ -59,7 +59,7 @@ def build_router(svc: Services) -> APIRouter:
         response_model=None,
         responses={
             200: {"model": HealthOut},
-            503: {"model": HealthOut, "description": "A component failed (named)"},
+            503: {"model": HealthDown, "description": "A component failed (named)"},
         },
         summary="PostgreSQL SELECT 1 and Valkey PING, each with a short timeout",
     )
