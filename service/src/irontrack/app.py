@@ -15,9 +15,10 @@ from starlette.types import ASGIApp
 from . import __version__, errors
 from .api import access, health
 from .db import create_engine, create_sessionmaker
+from .edge import EdgeMiddleware
 from .keys import generate_key_files, load_key_files
 from .logs import configure_logging
-from .middleware import AccessLogMiddleware, BodyLimitMiddleware
+from .middleware import AccessLogMiddleware, AccessLogWriter, BodyLimitMiddleware
 from .passwords import PasswordService
 from .responses import PreEncodedResponse, encode
 from .schemas import JWKS
@@ -29,9 +30,10 @@ from .tokens import TokenService
 log = logging.getLogger("irontrack")
 
 
-def create_fastapi(settings: Settings) -> FastAPI:
+def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None) -> FastAPI:
     """The FastAPI application (routes, handlers, lifespan) without the outer middleware."""
     configure_logging(settings)
+    access_log = access_log or AccessLogWriter()
     if settings.jwt_generate_dev_keys and generate_key_files(
         settings.jwt_private_key_path, settings.jwt_public_key_path
     ):
@@ -54,6 +56,7 @@ def create_fastapi(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            access_log.flush()
             await svc.sessions.close()
             await svc.engine.dispose()
             svc.passwords.close()
@@ -98,10 +101,13 @@ def create_fastapi(settings: Settings) -> FastAPI:
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
-    """FastAPI wrapped in pure ASGI middleware: access log (outermost), then the body ceiling."""
+    """FastAPI behind pure ASGI layers: access log (outermost), the hot-path edge, the body
+    ceiling."""
     settings = settings or get_settings()
-    app = create_fastapi(settings)
+    access_log = AccessLogWriter()
+    app = create_fastapi(settings, access_log)
     wrapped: ASGIApp = BodyLimitMiddleware(app, settings.max_body_bytes)
+    wrapped = EdgeMiddleware(wrapped, app.state.services)
     if settings.access_log:
-        wrapped = AccessLogMiddleware(wrapped)
+        wrapped = AccessLogMiddleware(wrapped, access_log.write)
     return wrapped

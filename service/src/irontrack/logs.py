@@ -1,4 +1,4 @@
-"""Logging: plain lines for the application, bare JSON lines for the access log."""
+"""Application logging (the access log is middleware.AccessLogWriter's)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,3 @@ def configure_logging(settings: Settings) -> None:
     app_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(app_handler)
     root.propagate = False
-
-    access = logging.getLogger("irontrack.access")
-    access.propagate = False
-    access.setLevel(logging.INFO if settings.access_log else logging.CRITICAL + 1)
-    access_handler = logging.StreamHandler(sys.stdout)
-    access_handler.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(access_handler)

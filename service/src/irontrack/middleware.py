@@ -2,28 +2,86 @@
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import os
+import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TextIO
 
-import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_encode = msgspec.json.Encoder().encode
-access_logger = logging.getLogger("irontrack.access")
+_escape = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _json_str(value: str) -> str:
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value
+    return "".join(
+        ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in value.translate(_escape)
+    )
+
+
+class AccessLogWriter:
+    """Collects access-log lines and writes them in batches.
+
+    A line per request through ``logging`` costs a LogRecord, a lock and a flush (a write
+    syscall) each time — a third of the throughput of ``/ping``. Here lines are joined and
+    written at most every ``interval`` seconds or every ``batch`` lines, from the event loop
+    (no extra thread), and flushed at shutdown.
+    """
+
+    def __init__(
+        self, stream: TextIO | None = None, interval: float = 0.25, batch: int = 256
+    ) -> None:
+        self._stream = stream
+        self._lines: list[str] = []
+        self._interval = interval
+        self._batch = batch
+        self._scheduled = False
+
+    def write(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= self._batch:
+            self.flush()
+        elif not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_later(self._interval, self._timer)
+                self._scheduled = True
+            except RuntimeError:  # no loop: write at once
+                self.flush()
+
+    def _timer(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        data = "\n".join(self._lines) + "\n"
+        self._lines.clear()
+        stream = self._stream or sys.stdout
+        try:
+            stream.write(data)
+            stream.flush()
+        except (OSError, ValueError):  # closed stdout must not fail requests
+            pass
 
 
 class AccessLogMiddleware:
-    """Logs ``{"ts","method","path","status","ms","client"}`` as one JSON line per request."""
+    """One JSON line per request: ts, method, path, status, ms, client, pid."""
 
-    __slots__ = ("app", "logger")
+    __slots__ = ("app", "pid", "sink")
 
-    def __init__(self, app: ASGIApp, logger: logging.Logger = access_logger) -> None:
+    def __init__(self, app: ASGIApp, sink: Callable[[str], None]) -> None:
         self.app = app
-        self.logger = logger
+        self.sink = sink
+        self.pid = os.getpid()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.logger.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                self.pid = os.getpid()  # the worker's, even if the app was built before a fork
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -39,15 +97,12 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             client = scope.get("client")
-            record: dict[str, Any] = {
-                "ts": round(time.time(), 3),
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "ms": round((time.perf_counter() - start) * 1000, 3),
-                "client": client[0] if client else None,
-            }
-            self.logger.info(_encode(record).decode())
+            self.sink(
+                f'{{"ts":{time.time():.3f},"method":"{scope["method"]}",'
+                f'"path":"{_json_str(scope["path"])}","status":{status},'
+                f'"ms":{(time.perf_counter() - start) * 1000:.3f},'
+                f'"client":"{client[0] if client else ""}","pid":{self.pid}}}'
+            )
 
 
 class BodyTooLarge(Exception):

@@ -13,12 +13,12 @@ from starlette.responses import Response
 from uuid_utils.compat import uuid7
 
 from ..auth import ACCESS_COOKIE, REFRESH_COOKIE, access_token_from, refresh_token_from
+from ..edge import me_answer
 from ..models import EMAIL_UNIQUE_INDEX, User
-from ..responses import MsgspecResponse, error
+from ..responses import MsgspecResponse, PreEncodedResponse, error
 from ..schemas import Detail, ProfileOut, RefreshRequest, TokenOut, UserOut, credentials_model
 from ..services import Services
 from ..sessions import RefreshReuse
-from ..tokens import AccessClaims
 
 PREFIX = "/api/v1/access"
 REFRESH_PATH = PREFIX + "/refresh"
@@ -75,18 +75,6 @@ def build_router(svc: Services) -> APIRouter:
             "refresh_expires_in": settings.refresh_token_ttl,
         }
 
-    async def authenticate(request: Request) -> AccessClaims | None:
-        token = access_token_from(request.scope)
-        if token is None:
-            return None
-        claims = svc.tokens.verify(token)
-        if claims is None:
-            return None
-        session = await svc.sessions.get(claims.jti)
-        if session is None or session.sub != claims.sub:
-            return None
-        return claims
-
     @router.post(
         "/signup",
         status_code=201,
@@ -141,17 +129,18 @@ def build_router(svc: Services) -> APIRouter:
     @router.get(
         "/me",
         response_model=None,
-        responses={200: {"model": ProfileOut}, **unauthorized_doc},
+        responses={
+            200: {"model": ProfileOut},
+            **unauthorized_doc,
+            503: {"model": Detail, "description": "Session store unreachable"},
+        },
         openapi_extra={"security": _SECURITY},
         summary="The current user (JWT verified, session checked L1 → Valkey; no database)",
     )
     async def me(request: Request) -> Response:
-        claims = await authenticate(request)
-        if claims is None:
-            return _unauthorized("not authenticated")
-        return MsgspecResponse(
-            {"id": claims.sub, "email": claims.email, "session_expires_at": claims.exp}
-        )
+        status, body, extra = await me_answer(svc, request.scope)
+        headers = {k.decode(): v.decode() for k, v in extra}
+        return PreEncodedResponse(body, status_code=status, headers=headers)
 
     @router.post(
         "/refresh",

@@ -11,12 +11,12 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from starlette.responses import Response
 
+from ..edge import PONG
 from ..responses import MsgspecResponse, PreEncodedResponse, encode
 from ..schemas import HealthDown, HealthOut, Ping
 from ..services import Services
 
 log = logging.getLogger("irontrack.health")
-_PONG = encode({"ping": "pong"})
 _HEALTHY = encode({"status": "ok", "components": {"postgresql": "ok", "valkey": "ok"}})
 _SELECT_1 = text("SELECT 1")
 
@@ -32,7 +32,7 @@ def build_router(svc: Services) -> APIRouter:
 
     @router.get("/ping", response_model=None, responses={200: {"model": Ping}})
     async def ping() -> Response:
-        return PreEncodedResponse(_PONG)
+        return PreEncodedResponse(PONG)
 
     async def check(name: str, probe: Coroutine[Any, Any, object]) -> str:
         # The probe runs as its own task: on timeout it is cancelled and left to clean up in
