@@ -19,6 +19,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -72,7 +73,12 @@ def argon2_single_thread_rate(seconds: float = 3.0) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="Granian workers (default 2)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")

@@ -115,3 +115,34 @@ def test_migrate_directly_against_postgresql_up_and_down(stack: Stack) -> None:
         "SELECT count(*) FROM pg_tables WHERE tablename = 'users'", database="irontrack_direct"
     )
     assert tables.strip() == "0"
+
+
+def test_missing_keys_refuse_start_unless_dev_keys_are_asked_for(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from harness import Server
+
+    private, public = tmp_path / "dev" / "private.pem", tmp_path / "dev" / "public.pem"
+    keys = {
+        "IRONTRACK_JWT_PRIVATE_KEY_PATH": str(private),
+        "IRONTRACK_JWT_PUBLIC_KEY_PATH": str(public),
+    }
+    refused = Server(stack.app_env(**keys), stack.root, "nokeys")
+    try:
+        refused.start(timeout=20)
+        raise AssertionError("server started without its key files")
+    except RuntimeError:
+        assert "cannot read JWT key file" in refused.log_tail()
+    finally:
+        refused.stop()
+    assert not private.exists()
+
+    dev = Server(
+        stack.app_env(**keys, IRONTRACK_JWT_GENERATE_DEV_KEYS="true"), stack.root, "devkeys"
+    )
+    try:
+        dev.start()
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+        assert "DEVELOPMENT key pair" in dev.log_tail()
+    finally:
+        dev.stop()
