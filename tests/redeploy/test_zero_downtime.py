@@ -1,0 +1,114 @@
+"""A redeploy of a new service version keeps serving: no failed request during it.
+
+A client on the host loops on GET /ping through the proxy's socket (a new connection per
+request, as the proxy's group) while playbooks/deploy.yml installs a new version of the
+service and switches slots, then while it deploys the repository's version back. Both
+switches (blue -> green -> blue) must pass without one failed request.
+
+Needs a provisioned host (make up) and takes a few minutes:
+    IRONTRACK_INVENTORY=inventories/local pytest tests/redeploy --hosts=docker://irontrack-local
+Extra arguments for ansible-playbook: IRONTRACK_DEPLOY_ARGS (e.g. "-e app_wait_for_health=false").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SOCKET = "/run/app/granian.sock"
+LOOP_SCRIPT = Path(__file__).with_name("ping_loop.py")
+
+
+def live_state(host) -> dict[str, str]:
+    """The live slot (from the socket link) and the release it runs."""
+    link = host.file(SOCKET).linked_to
+    slot = Path(link).stem.rsplit("-", 1)[-1]
+    release = host.file(f"/opt/irontrack/slots/{slot}").linked_to
+    return {"slot": slot, "release": release}
+
+
+def deploy(host, source: Path | None) -> None:
+    inventory = os.environ.get("IRONTRACK_INVENTORY", str(REPO / "inventories" / "local"))
+    command = [
+        "ansible-playbook",
+        "-i",
+        inventory,
+        str(REPO / "playbooks" / "deploy.yml"),
+        "--limit",
+        host.backend.get_hostname(),
+        *shlex.split(os.environ.get("IRONTRACK_DEPLOY_ARGS", "")),
+    ]
+    if source is not None:
+        command += ["-e", f"app_source_dir={source}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def service_variant(tmp_path: Path) -> Path:
+    """The repository's service with one marker comment: same behaviour, a new release."""
+    variant = tmp_path / "service"
+    shutil.copytree(
+        REPO / "service",
+        variant,
+        ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pytest_cache", ".run"),
+    )
+    init = variant / "src" / "irontrack" / "__init__.py"
+    init.write_text(init.read_text() + f"\n# redeploy test {uuid.uuid4().hex}\n")
+    return variant
+
+
+def loop_output(host, unit: str) -> dict:
+    for _ in range(20):
+        journal = host.run(f"journalctl --no-pager -o cat -u {unit}").stdout
+        for line in journal.splitlines():
+            if line.startswith("PING-LOOP "):
+                return json.loads(line.removeprefix("PING-LOOP "))
+        time.sleep(0.5)
+    raise AssertionError(f"no summary from {unit}:\n{journal}")
+
+
+@pytest.fixture
+def ping_loop(host):
+    """Start the client loop in a transient unit as nobody + the socket's group."""
+    if not host.file(SOCKET).is_symlink:
+        pytest.skip(f"{SOCKET} is not there: provision the host first")
+    group = host.run(f"stat -L -c %G {SOCKET}").stdout.strip()
+    unit = f"irontrack-ping-loop-{uuid.uuid4().hex[:8]}"
+    script = LOOP_SCRIPT.read_text()
+    start = host.run(
+        f"systemd-run --quiet --collect --unit {unit} -p User=nobody -p Group=nogroup "
+        f"-p SupplementaryGroups={group} /usr/bin/python3 -c {shlex.quote(script)} {SOCKET}"
+    )
+    assert start.rc == 0, start.stderr
+    time.sleep(2)
+    yield unit
+    host.run(f"systemctl stop {unit}")
+
+
+def test_redeploy_drops_no_request(host, ping_loop, tmp_path):
+    before = live_state(host)
+
+    deploy(host, service_variant(tmp_path))
+    middle = live_state(host)
+    deploy(host, None)
+    after = live_state(host)
+
+    host.run_expect([0], f"systemctl stop {ping_loop}")
+    summary = loop_output(host, ping_loop)
+    print(f"slots {before['slot']} -> {middle['slot']} -> {after['slot']}; client: {summary}")
+
+    assert middle["slot"] != before["slot"], "the first deploy did not switch slots"
+    assert middle["release"] != before["release"], "the first deploy did not change release"
+    assert after["slot"] != middle["slot"], "the second deploy did not switch slots"
+    assert host.service(f"irontrack@{middle['slot']}").is_running is False
+    assert summary["requests"] > 100, summary
+    assert summary["failures"] == 0, summary
