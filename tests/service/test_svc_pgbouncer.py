@@ -41,7 +41,13 @@ async def _hammer(engine: AsyncEngine, rounds: int = 40, width: int = 12) -> Non
             ).scalar() == i + 1
 
     for r in range(rounds):
-        await asyncio.gather(*(one(r * width + i) for i in range(width)))
+        # Let every task finish (and return its connection) before reporting a failure.
+        results = await asyncio.gather(
+            *(one(r * width + i) for i in range(width)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
 @pytest.mark.asyncio
