@@ -82,6 +82,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="Granian workers (default 2)")
+    parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
+    parser.add_argument("--cheap-argon2", action="store_true", help="t=1 m=1 MiB (diagnostics)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=100, help="wrk connections (ping, me)")
@@ -115,10 +117,13 @@ def main() -> int:
             "IRONTRACK_HASH_WORKERS",
         ):
             env.pop(key)  # the real defaults
+        if args.cheap_argon2:  # diagnostics: what signup costs besides hashing
+            env.update(IRONTRACK_ARGON2_TIME_COST="1", IRONTRACK_ARGON2_MEMORY_COST="1024")
         hash_workers = args.hash_workers or default_hash_workers()
         env["IRONTRACK_HASH_WORKERS"] = str(hash_workers)
-        server = Server(env, stack.root, "bench", workers=args.workers)
+        server = Server(env, stack.root, "bench", server=args.server, workers=args.workers)
         server.start()
+        server_cmd = server.command()
         base = server.base_url
         with httpx.Client(base_url=base, timeout=60) as http:
             creds = {"email": "bench-me@example.com", "password": "benchmark-password"}
@@ -154,8 +159,8 @@ def main() -> int:
         pool = hash_workers * args.workers
 
         print(
-            f"machine: {os.cpu_count()} CPUs; Granian --workers {args.workers} "
-            f"--runtime-threads 2 --runtime-mode mt --loop uvloop; wrk -t{t} -c{c} -d{d}s "
+            f"machine: {os.cpu_count()} CPUs; {Path(server_cmd[0]).name} "
+            f"{' '.join(server_cmd[2:])}; wrk -t{t} -c{c} -d{d}s "
             f"(signup -c{args.signup_connections}); access log {args.access_log}"
         )
         for name, r in results.items():
@@ -173,7 +178,12 @@ def main() -> int:
         )
         ping, me, signup = (results[k]["rps"] for k in ("ping", "me", "signup"))
         print(f"ratio /me ÷ /ping: {me / ping:.3f}")
+        cores = len(os.sched_getaffinity(0))
         print(f"ratio signup ÷ (argon2 rate x pool): {signup / (rate * pool):.3f}")
+        print(
+            f"ratio signup ÷ (argon2 rate x min(pool, {cores} cores)): "
+            f"{signup / (rate * min(pool, cores)):.3f}"
+        )
         return 0
     finally:
         if server is not None:

