@@ -275,12 +275,9 @@ class PgBouncer:
             # server connections, which is what breaks naive prepared statements.
             f"default_pool_size = {self.pool_size}\n"
             "max_client_conn = 500\n"
-            "server_reset_query =\n"
             "server_login_retry = 1\n"
-            "ignore_startup_parameters = extra_float_digits\n"
             f"logfile = {directory / 'pgbouncer.log'}\n"
             f"pidfile = {directory / 'pgbouncer.pid'}\n"
-            "admin_users = irontrack\n"
         )
         for path in (userlist, ini):
             path.chmod(0o600)
