@@ -57,7 +57,8 @@ def render(spec_file: Path) -> str:
 
 
 def _check_variables(role: Path, spec_file: Path) -> list[str]:
-    """Every default is documented in the spec and every variable carries the role's prefix."""
+    """Every default is documented in the spec; every variable carries the role's prefix
+    (or the project-wide `irontrack_` one for shared inputs such as secrets)."""
     defaults_file = role / "defaults" / "main.yml"
     defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else None
     options: dict = {}
@@ -69,9 +70,9 @@ def _check_variables(role: Path, spec_file: Path) -> list[str]:
         if name not in options
     ]
     problems += [
-        f"{role.name}: variable {name} lacks the prefix {role.name}_"
+        f"{role.name}: variable {name} lacks the prefix {role.name}_ (or irontrack_)"
         for name in options
-        if not name.startswith(f"{role.name}_")
+        if not name.startswith((f"{role.name}_", "irontrack_"))
     ]
     return problems
 
