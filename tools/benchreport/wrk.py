@@ -107,6 +107,23 @@ class WrkResult:
         return data
 
 
+def _latency(line: re.Match[str], percentiles: dict[str, float]) -> Latency:
+    """Latency figures; all ``nan`` when wrk recorded none (every response slower than
+    --timeout: wrk then prints zeros and a ``-nan%`` spread)."""
+    if math.isnan(_num(line.group(7))):
+        nan = math.nan
+        return Latency(nan, nan, nan, nan, nan, nan, nan)
+    return Latency(
+        avg_ms=_ms(line.group(1), line.group(2)),
+        stdev_ms=_ms(line.group(3), line.group(4)),
+        max_ms=_ms(line.group(5), line.group(6)),
+        p50_ms=percentiles["50"],
+        p75_ms=percentiles["75"],
+        p90_ms=percentiles["90"],
+        p99_ms=percentiles["99"],
+    )
+
+
 def parse(text: str) -> WrkResult:
     """Parse wrk's output (``--latency``; a ``done()`` summary line is read when present)."""
     running = _RE_RUNNING.search(text)
@@ -150,15 +167,7 @@ def parse(text: str) -> WrkResult:
             _num(transfer.group(1)) * _BINARY_UNITS[transfer.group(2)] if transfer else math.nan
         ),
         req_per_thread_avg=_num(reqsec.group(1)) * _METRIC_UNITS[reqsec.group(2)],
-        latency=Latency(
-            avg_ms=_ms(latency.group(1), latency.group(2)),
-            stdev_ms=_ms(latency.group(3), latency.group(4)),
-            max_ms=_ms(latency.group(5), latency.group(6)),
-            p50_ms=percentiles["50"],
-            p75_ms=percentiles["75"],
-            p90_ms=percentiles["90"],
-            p99_ms=percentiles["99"],
-        ),
+        latency=_latency(latency, percentiles),
         errors=Errors(
             connect=int(socket.group(1)) if socket else 0,
             read=int(socket.group(2)) if socket else 0,

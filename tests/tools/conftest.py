@@ -1,0 +1,29 @@
+"""Tests of the bench report generator (tools/benchreport) and the wrk helpers (files/bench).
+
+The fixtures are real: wrk output and counters captured by playbooks/bench.yml on a local host
+(fixtures/bench-*), and the raw wrk logs of the reference report (fixtures/report-2026-02).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BENCH_RUNS = sorted(p for p in FIXTURES.glob("bench-*") if p.is_dir())
+REPORT_RUNS = sorted((FIXTURES / "report-2026-02").glob("*.txt"))
+FILES = ROOT / "files" / "bench"
+
+
+@pytest.fixture(params=BENCH_RUNS, ids=lambda p: p.name)
+def bench_run(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A writable copy of a captured results directory."""
+    target = tmp_path / request.param.name
+    shutil.copytree(request.param, target)
+    return target
