@@ -14,10 +14,9 @@ ENV_FILE_VARIABLE = "IRONTRACK_ENV_FILE"
 
 # Argon2id threads are CPU-bound and each holds 64 MiB while it hashes. Every server worker
 # process has its own pool, and the kernel spreads connections unevenly over the workers: a
-# pool sized to a share of the cores (the report's "half") idles cores whenever the busy worker
-# is the one holding the signups (measured here: 2 cores, 2 workers, 1 thread each: 22 signups
-# in 10 s; 2 threads each: 30). So one thread per core, capped at the report's 4 per process
-# (at most 4 x 64 MiB per worker, and no thread storm on big machines).
+# pool sized to a share of the cores (the report's "half") can leave cores idle whenever the
+# busy worker is the one holding the signups. So one thread per core, capped at the report's
+# 4 per process (at most 4 x 64 MiB per worker, and no thread storm on big machines).
 HASH_WORKERS_CAP = 4
 
 
