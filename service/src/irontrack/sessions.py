@@ -20,11 +20,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import redis.asyncio as redis
 from cashews import Cache
 from cashews.backends.memory import Memory
+from redis.connection import parse_url
 from uuid_utils import uuid4
 
 from .settings import Settings
@@ -82,15 +84,11 @@ def valkey_url(settings: Settings) -> str:
     """The Valkey URL with the separate password setting applied."""
     if settings.valkey_password is None:
         return settings.valkey_url
-    from redis.connection import parse_url  # local: only needed when overriding
-
     parts = parse_url(settings.valkey_url)
     username = parts.get("username") or ""
     password = settings.valkey_password.get_secret_value()
     scheme, rest = settings.valkey_url.split("://", 1)
     hostpart = rest.rsplit("@", 1)[-1]
-    from urllib.parse import quote
-
     user = quote(username, safe="")
     return f"{scheme}://{user}:{quote(password, safe='')}@{hostpart}"
 
@@ -189,21 +187,13 @@ class SessionStore:
 
     # --- refresh rotation ------------------------------------------------------------------
 
-    async def rotate(self, refresh: str, new_jti: str) -> tuple[RefreshData, str] | None:
-        """Consume ``refresh`` and return its data and a new refresh token bound to ``new_jti``.
+    async def rotate(self, refresh: str, data: RefreshData, new_jti: str) -> str | None:
+        """Consume ``refresh`` (already looked up as ``data``); a new refresh token bound to
+        ``new_jti``, or None when the family was revoked meanwhile.
 
-        None when the token is unknown or expired; RefreshReuse (after revoking the family)
-        when it was already rotated.
+        RefreshReuse (after revoking the whole family) when the token was already rotated.
         """
-        digest = _digest(refresh)
-        raw = await self.client.get(_REFRESH + digest)
-        if raw is None:
-            return None
-        try:
-            data = _refresh_decoder.decode(raw)
-        except msgspec.DecodeError:
-            return None
-        first = await self.client.set(_USED + digest, b"1", nx=True, ex=self._refresh_ttl)
+        first = await self.client.set(_USED + _digest(refresh), b"1", nx=True, ex=self._refresh_ttl)
         if not first:
             await self.revoke_family(data.sid)
             raise RefreshReuse
@@ -212,7 +202,7 @@ class SessionStore:
         new_refresh = secrets.token_urlsafe(32)
         await self.l1.delete(data.jti)  # the access token of the rotated pair ends now
         await self._write(data.sid, data.sub, data.email, new_jti, new_refresh)
-        return data, new_refresh
+        return new_refresh
 
     async def lookup_refresh(self, refresh: str) -> RefreshData | None:
         raw = await self.client.get(_REFRESH + _digest(refresh))

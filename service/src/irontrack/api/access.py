@@ -21,7 +21,6 @@ from ..services import Services
 from ..sessions import RefreshReuse
 
 PREFIX = "/api/v1/access"
-REFRESH_PATH = PREFIX + "/refresh"
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 # Documentation only (schemes declared in app.py): how the access token may be presented.
@@ -168,14 +167,13 @@ def build_router(svc: Services) -> APIRouter:
             return _unauthorized("invalid refresh token")
         issued = svc.tokens.issue(record.sub, record.email)
         try:
-            rotated = await svc.sessions.rotate(token, issued.claims.jti)
+            new_refresh = await svc.sessions.rotate(token, record, issued.claims.jti)
         except RefreshReuse:
             response = _unauthorized("refresh token reuse detected; session revoked")
             _clear(response)
             return response
-        if rotated is None:
+        if new_refresh is None:
             return _unauthorized("invalid refresh token")
-        _, new_refresh = rotated
         response = MsgspecResponse(token_body(issued.token, new_refresh))
         set_auth_cookies(response, issued.token, new_refresh)
         return response
