@@ -33,11 +33,12 @@ def cpu_line(scenario: dict[str, Any]) -> str:
     )
 
 
-def _total_ms(scenario: dict[str, Any]) -> float | None:
+def _total_ms(scenario: dict[str, Any], *, outside: bool = True) -> float | None:
+    """CPU ms per request, with or without the load from outside this host."""
     cpu = scenario.get("cpu") or {}
     if not cpu:
         return None
-    return sum(cpu["ms_per_request"].values())
+    return sum(v for k, v in cpu["ms_per_request"].items() if outside or k != "outside")
 
 
 def _saturated(scenario: dict[str, Any]) -> bool:
@@ -58,6 +59,12 @@ def _compare(numerator: dict | None, denominator: dict | None, measured: float |
             f"{'n/a' if measured is None else f'{measured:.2f}'}); the largest costs above "
             f"bound the ratio"
         )
+        own_n, own_d = _total_ms(numerator, outside=False), _total_ms(denominator, outside=False)
+        if own_n and own_d:
+            lines.append(
+                f"without the load from outside this host (CPU this host's processes used): "
+                f"{own_d:.3g} ms ÷ {own_n:.3g} ms = {own_d / own_n:.2f}"
+            )
     else:
         lines.append(
             "the CPU is not saturated in both runs: the bound is latency or concurrency "
