@@ -139,7 +139,9 @@ def test_server_command_line(host, live_slot):
 
 def test_workers_follow_the_cpu_count(host, live_slot):
     pid = unit_property(host, f"irontrack@{live_slot}", "MainPID")
-    workers = int(host.check_output(f"pgrep -c -P {pid}"))
+    # Uvicorn also forks multiprocessing's resource tracker: not a worker.
+    children = host.check_output(f"ps -o args= --ppid {pid}").splitlines()
+    workers = len([c for c in children if "resource_tracker" not in c])
     expected_workers = int(
         os.environ.get("IRONTRACK_EXPECT_APP_WORKERS", host.check_output("nproc"))
     )

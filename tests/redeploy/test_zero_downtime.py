@@ -1,9 +1,10 @@
 """A redeploy of a new service version keeps serving: no failed request during it.
 
-A client on the host loops on GET /ping through the proxy's socket (a new connection per
-request, as the proxy's group) while playbooks/deploy.yml installs a new version of the
-service and switches slots, then while it deploys the repository's version back. Both
-switches (blue -> green -> blue) must pass without one failed request.
+A client on the host loops on GET /ping through the app's socket (a new connection per
+request, as the proxy's group), and a second one through the proxy when it answers, while
+playbooks/deploy.yml installs a new version of the service and switches slots, then while
+it deploys the repository's version back. Both switches (blue -> green -> blue) must pass
+without one failed request.
 
 Needs a provisioned host (make up) and takes a few minutes:
     IRONTRACK_INVENTORY=inventories/local pytest tests/redeploy --hosts=docker://irontrack-local
@@ -25,6 +26,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SOCKET = "/run/app/granian.sock"
+PROXY_URL = "https://localhost/ping"
 LOOP_SCRIPT = Path(__file__).with_name("ping_loop.py")
 
 
@@ -76,25 +78,34 @@ def loop_output(host, unit: str) -> dict:
     raise AssertionError(f"no summary from {unit}:\n{journal}")
 
 
-@pytest.fixture
-def ping_loop(host):
-    """Start the client loop in a transient unit as nobody + the socket's group."""
-    if not host.file(SOCKET).is_symlink:
-        pytest.skip(f"{SOCKET} is not there: provision the host first")
-    group = host.run(f"stat -L -c %G {SOCKET}").stdout.strip()
+def start_loop(host, target: str, *options: str, group: str = "nogroup") -> str:
     unit = f"irontrack-ping-loop-{uuid.uuid4().hex[:8]}"
-    script = LOOP_SCRIPT.read_text()
+    script = shlex.quote(LOOP_SCRIPT.read_text())
     start = host.run(
         f"systemd-run --quiet --collect --unit {unit} -p User=nobody -p Group=nogroup "
-        f"-p SupplementaryGroups={group} /usr/bin/python3 -c {shlex.quote(script)} {SOCKET}"
+        f"-p SupplementaryGroups={group} /usr/bin/python3 -c {script} {target} " + " ".join(options)
     )
     assert start.rc == 0, start.stderr
+    return unit
+
+
+@pytest.fixture
+def ping_loops(host):
+    """Client loops in transient units: on the socket (as nobody + the socket's group) and,
+    when the proxy answers, through it (HTTPS, under its rate limit)."""
+    if not host.file(SOCKET).is_symlink:
+        pytest.skip(f"{SOCKET} is not there: provision the host first")
+    group = host.check_output(f"stat -L -c %G {SOCKET}")
+    loops = {"socket": start_loop(host, SOCKET, group=group)}
+    if host.run(f"curl -sf --max-time 5 {PROXY_URL}").rc == 0:
+        loops["proxy"] = start_loop(host, PROXY_URL, "--interval", "0.1")
     time.sleep(2)
-    yield unit
-    host.run(f"systemctl stop {unit}")
+    yield loops
+    for unit in loops.values():
+        host.run(f"systemctl stop {unit}")
 
 
-def test_redeploy_drops_no_request(host, ping_loop, tmp_path):
+def test_redeploy_drops_no_request(host, ping_loops, tmp_path):
     before = live_state(host)
 
     deploy(host, service_variant(tmp_path))
@@ -102,13 +113,16 @@ def test_redeploy_drops_no_request(host, ping_loop, tmp_path):
     deploy(host, None)
     after = live_state(host)
 
-    host.run_expect([0], f"systemctl stop {ping_loop}")
-    summary = loop_output(host, ping_loop)
-    print(f"slots {before['slot']} -> {middle['slot']} -> {after['slot']}; client: {summary}")
+    summaries = {}
+    for name, unit in ping_loops.items():
+        host.run_expect([0], f"systemctl stop {unit}")
+        summaries[name] = loop_output(host, unit)
+    print(f"slots {before['slot']} -> {middle['slot']} -> {after['slot']}; clients: {summaries}")
 
     assert middle["slot"] != before["slot"], "the first deploy did not switch slots"
     assert middle["release"] != before["release"], "the first deploy did not change release"
     assert after["slot"] != middle["slot"], "the second deploy did not switch slots"
     assert host.service(f"irontrack@{middle['slot']}").is_running is False
-    assert summary["requests"] > 100, summary
-    assert summary["failures"] == 0, summary
+    assert summaries["socket"]["requests"] > 100, summaries
+    for name, summary in summaries.items():
+        assert summary["failures"] == 0, (name, summary)
