@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import PASSWORD, unique_email
+from conftest import PASSWORD, me, unique_email
 from harness import Server, Stack, Valkey
 
 
@@ -108,3 +108,44 @@ def test_postgresql_down_is_503_naming_postgresql_and_recovers(
             ).status_code
             == 201
         )
+
+
+def test_valkey_down_at_start_then_up(stack: Stack) -> None:
+    """The service starts without Valkey (503 from /health), and once Valkey is there it
+    works — including the L1 listener, started by the background retry."""
+    import redis
+
+    valkey = Valkey(stack.root, stack.account)
+    server = Server(
+        stack.app_env(IRONTRACK_VALKEY_URL=valkey.url), stack.root, f"late-valkey-{valkey.port}"
+    )
+    try:
+        server.start()
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            down = http.get("/health")
+            assert down.status_code == 503
+            assert down.json()["failed"] == ["valkey"]
+            valkey.start()
+            assert _poll_health(http, 200, within=10).status_code == 200
+            email = unique_email("latevalkey")
+            http.post("/api/v1/access/signup", json={"email": email, "password": PASSWORD})
+            login = http.post("/api/v1/access/login", json={"email": email, "password": PASSWORD})
+            token = login.json()["access_token"]
+            admin = redis.Redis.from_url(valkey.admin_url)
+            try:
+                deadline = time.monotonic() + 15
+                while True:  # the retry runs every 5 s; then /me is served from L1
+                    assert me(http, token).status_code == 200
+                    before = admin.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+                    for _ in range(5):
+                        assert me(http, token).status_code == 200
+                    after = admin.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+                    if after == before or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.5)
+                assert after == before, "L1 never started after Valkey came up"
+            finally:
+                admin.close()
+    finally:
+        server.stop()
+        valkey.stop()

@@ -49,10 +49,7 @@ def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None
         svc.sessionmaker = create_sessionmaker(engine=svc.engine)
         svc.passwords = PasswordService(settings)
         svc.sessions = SessionStore(settings)
-        try:
-            await svc.sessions.init()
-        except Exception as exc:  # Valkey down at start: serve, /health says so, L1 stays off
-            log.error("valkey: client-side cache not started: %s", exc)
+        await svc.sessions.init()  # Valkey down: serve anyway (/health says so), L1 retries
         try:
             yield
         finally:

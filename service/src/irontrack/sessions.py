@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from redis.connection import parse_url
 from uuid_utils import uuid4
 
 from .settings import Settings
+
+log = logging.getLogger("irontrack.sessions")
 
 SESSION_PREFIX = "it:s:"
 _REFRESH = "it:r:"
@@ -104,6 +107,7 @@ class SessionStore:
 
     def __init__(self, settings: Settings) -> None:
         url = valkey_url(settings)
+        self._retry: asyncio.Task[None] | None = None
         self._access_ttl = settings.access_token_ttl
         self._refresh_ttl = settings.refresh_token_ttl
         self._cache = Cache()
@@ -133,10 +137,31 @@ class SessionStore:
             client_name="irontrack",
         )
 
-    async def init(self) -> None:
-        await self._cache.init()
+    async def init(self, retry_interval: float = 5.0) -> None:
+        """Start the L1 invalidation listener; if Valkey is down, keep retrying in the
+        background (until then every read goes to Valkey, so nothing stale is served)."""
+        try:
+            await self._cache.init()
+        except Exception as exc:
+            log.error("valkey: client-side cache not started (%s); retrying", exc)
+            self._retry = asyncio.create_task(self._retry_init(retry_interval))
+
+    async def _retry_init(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._cache.init()
+            except Exception as exc:
+                log.warning("valkey: client-side cache still not started: %s", exc)
+                continue
+            log.warning("valkey: client-side cache started")
+            return
 
     async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._retry
         # cashews awaits its listener, which may sit in a 10 s reconnect sleep: cancel it first.
         task = getattr(self.l1, "_listen_task", None)
         if task is not None:
