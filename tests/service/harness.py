@@ -373,25 +373,32 @@ class Server:
     server: str = "granian"
     workers: int = 1
     port: int = field(default_factory=free_port)
+    uds: Path | None = None  # listen on this unix socket instead of a port (as on the host)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return "http://localhost" if self.uds else f"http://127.0.0.1:{self.port}"
+
+    def client(self, timeout: float = 30) -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=str(self.uds)) if self.uds else None
+        return httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     @property
     def log_path(self) -> Path:
         return self.root / f"server-{self.name}.log"
+
+    def _listen(self) -> list[str]:
+        if self.uds:
+            return ["--uds", str(self.uds)]
+        return ["--host", "127.0.0.1", "--port", str(self.port)]
 
     def command(self) -> list[str]:
         if self.server == "uvicorn":
             return [
                 str(VENV_BIN / "uvicorn"),
                 "irontrack.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
+                *self._listen(),
                 "--workers",
                 str(self.workers),
                 "--loop",
@@ -405,10 +412,7 @@ class Server:
             "irontrack.main:app",
             "--interface",
             "asgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
+            *self._listen(),
             "--workers",
             str(self.workers),
             "--runtime-threads",
@@ -435,8 +439,8 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base_url + "/ping", timeout=1).status_code == 200:
+            with contextlib.suppress(httpx.HTTPError), self.client(timeout=1) as http:
+                if http.get("/ping").status_code == 200:
                     return
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not answer /ping:\n{self.log_tail()}")
