@@ -14,8 +14,8 @@ export ANSIBLE_FORCE_COLOR := 0
 LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
-.PHONY: help deps image up down converge smoke tune bench test lint test-service test-roles \
-        test-host molecule run clean
+.PHONY: help deps image up down converge smoke tune bench bench-service test lint test-service \
+        test-roles test-host molecule run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,8 +59,8 @@ lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check
 test-service: deps ## service tests against real PostgreSQL 18, PgBouncer and Valkey
 	pytest tests/service
 
-test-roles: deps ## role tests (the PostgreSQL drop-in against a real PostgreSQL 18)
-	pytest tests/roles
+test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18, bench tooling
+	pytest tests/roles tests/tools
 
 molecule: image ## create → converge → idempotence → verify (testinfra + smoke) → destroy
 	molecule test
@@ -68,8 +68,11 @@ molecule: image ## create → converge → idempotence → verify (testinfra + s
 test-host: deps ## the testinfra suite against the running local host
 	pytest tests/host --hosts=docker://irontrack-local
 
-run: deps ## run the service locally against real PostgreSQL, PgBouncer and Valkey
-	python -m irontrack.devserver
+run: deps ## run the service on 127.0.0.1:8000 against real PostgreSQL 18, PgBouncer and Valkey
+	$(MAKE) -C service run VENV=$(VENV)
+
+bench-service: deps ## quick benchmark of the service alone on Granian (/ping, /me, signup)
+	$(MAKE) -C service bench VENV=$(VENV)
 
 clean: ## remove the local host, the virtualenv and generated files
 	-molecule destroy
