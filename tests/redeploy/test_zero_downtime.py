@@ -38,7 +38,7 @@ def live_state(host) -> dict[str, str]:
     return {"slot": slot, "release": release}
 
 
-def deploy(host, source: Path | None) -> None:
+def deploy(host, source: Path | None) -> subprocess.CompletedProcess:
     inventory = os.environ.get("IRONTRACK_INVENTORY", str(REPO / "inventories" / "local"))
     command = [
         "ansible-playbook",
@@ -51,12 +51,17 @@ def deploy(host, source: Path | None) -> None:
     ]
     if source is not None:
         command += ["-e", f"app_source_dir={source}"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def deployed(result: subprocess.CompletedProcess) -> bool:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return True
 
 
-def service_variant(tmp_path: Path) -> Path:
-    """The repository's service with one marker comment: same behaviour, a new release."""
+def service_variant(tmp_path: Path, broken: bool = False) -> Path:
+    """The repository's service with one marker comment: same behaviour, a new release.
+    `broken`: the ASGI app cannot be imported (the release can never start)."""
     variant = tmp_path / "service"
     shutil.copytree(
         REPO / "service",
@@ -65,6 +70,9 @@ def service_variant(tmp_path: Path) -> Path:
     )
     init = variant / "src" / "irontrack" / "__init__.py"
     init.write_text(init.read_text() + f"\n# redeploy test {uuid.uuid4().hex}\n")
+    if broken:
+        main = variant / "src" / "irontrack" / "main.py"
+        main.write_text(main.read_text() + '\nraise RuntimeError("redeploy test: broken")\n')
     return variant
 
 
@@ -108,9 +116,9 @@ def ping_loops(host):
 def test_redeploy_drops_no_request(host, ping_loops, tmp_path):
     before = live_state(host)
 
-    deploy(host, service_variant(tmp_path))
+    assert deployed(deploy(host, service_variant(tmp_path)))
     middle = live_state(host)
-    deploy(host, None)
+    assert deployed(deploy(host, None))
     after = live_state(host)
 
     summaries = {}
@@ -124,5 +132,29 @@ def test_redeploy_drops_no_request(host, ping_loops, tmp_path):
     assert after["slot"] != middle["slot"], "the second deploy did not switch slots"
     assert host.service(f"irontrack@{middle['slot']}").is_running is False
     assert summaries["socket"]["requests"] > 100, summaries
+    for name, summary in summaries.items():
+        assert summary["failures"] == 0, (name, summary)
+
+
+def test_failed_deploy_keeps_the_old_release_serving(host, ping_loops, tmp_path):
+    before = live_state(host)
+
+    result = deploy(host, service_variant(tmp_path, broken=True))
+    after = live_state(host)
+
+    summaries = {}
+    for name, unit in ping_loops.items():
+        host.run_expect([0], f"systemctl stop {unit}")
+        summaries[name] = loop_output(host, unit)
+    print(f"failed deploy; slot {before['slot']} kept; clients: {summaries}")
+
+    assert result.returncode != 0, "a release that cannot start must fail the deploy"
+    assert "did not start in slot" in result.stdout, result.stdout[-3000:]
+    assert after == before
+    idle = "green" if before["slot"] == "blue" else "blue"
+    assert not host.service(f"irontrack@{idle}").is_running
+    assert not host.service(f"irontrack@{idle}").is_enabled
+    assert host.service(f"irontrack@{before['slot']}").is_running
+    assert host.file("/opt/irontrack/current").linked_to == before["release"]
     for name, summary in summaries.items():
         assert summary["failures"] == 0, (name, summary)
