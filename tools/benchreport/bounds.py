@@ -81,17 +81,23 @@ def _signup_note(figures: dict[str, Any]) -> str:
     cpu = scenario.get("cpu") or {}
     integrity = scenario["integrity"]
     seconds = scenario["wrk"]["seconds"]
-    hash_s = integrity["created_201"] * float(limit["ms_per_hash"] or 0) / 1000.0
-    capacity = float(limit["hash_threads"]) * seconds
+    ms_per_hash = float(limit["ms_per_hash"] or 0)
     parts = [cpu_line(scenario)]
-    if cpu:
+    if cpu and ms_per_hash:
         used = cpu["seconds"]
+        capacity = float(cpu.get("capacity_s") or 0)
+        others = sum(v for k, v in used.items() if k != "app")
+        left = max(0.0, capacity - others)
+        hash_threads_s = float(limit["hash_threads"]) * seconds
+        bound = min(left, hash_threads_s) / (ms_per_hash / 1000.0) / seconds
         parts.append(
-            f"Argon2id needed {hash_s:.1f} CPU s for {integrity['created_201']} hashes of the "
-            f"{capacity:.1f} s its {limit['hash_threads']} hash threads could use; in the same "
-            f"{seconds:.1f} s the app used {used.get('app', 0):.1f} s, wrk {used.get('wrk', 0):.1f}"
-            f" s, PostgreSQL {used.get('postgresql', 0):.1f} s, and load from outside this host "
-            f"{used.get('outside', 0):.1f} s of the {cpu.get('capacity_s')} s the cores had"
+            f"the cores had {capacity:.1f} CPU s; load from outside this host took "
+            f"{used.get('outside', 0):.1f} s and this host's other processes "
+            f"{others - used.get('outside', 0):.1f} s, leaving the app at most "
+            f"{left:.1f} s (it used {used.get('app', 0):.1f} s for {integrity['rows_written']} "
+            f"rows); at {ms_per_hash} ms of CPU per hash that bounds signup at "
+            f"{bound:.2f}/s against the limit {limit['limit_per_s']:.2f}/s (measured "
+            f"{integrity['created_per_s']}/s)"
         )
     timeouts = scenario["wrk"]["errors"]["timeout"]
     if timeouts:

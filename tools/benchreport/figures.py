@@ -191,6 +191,7 @@ def signup_limit(run: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "rate_per_s": rate,
         "ms_per_hash": argon2.get("ms_per_hash"),
+        "wall_ms_per_hash": argon2.get("wall_ms_per_hash"),
         "app_workers": workers,
         "hash_workers": hash_workers,
         "cores": cores,

@@ -128,7 +128,13 @@ def _header(figures: dict[str, Any]) -> list[str]:
         lines[-1] += (
             f"; Argon2id t={limit['params']['time_cost']} m={limit['params']['memory_cost']} "
             f"p={limit['params']['parallelism']}: {limit['ms_per_hash']} ms per hash on one "
-            f"thread = {limit['rate_per_s']:.2f}/s; {limit['hash_workers']} hash threads per "
+            f"thread = {limit['rate_per_s']:.2f}/s"
+            + (
+                f" ({limit['wall_ms_per_hash']} ms wall-clock while measuring)"
+                if limit.get("wall_ms_per_hash")
+                else ""
+            )
+            + f"; {limit['hash_workers']} hash threads per "
             f"worker → {limit['hash_threads']} hash threads (capped by {limit['cores']} cores) "
             f"→ signup limit {limit['limit_per_s']:.2f}/s"
         )
