@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-BENCH_RUNS = sorted(p for p in FIXTURES.glob("bench-*") if p.is_dir())
-REPORT_RUNS = sorted((FIXTURES / "report-2026-02").glob("*.txt"))
-FILES = ROOT / "files" / "bench"
+from benchfixtures import BENCH_RUNS
 
 
 @pytest.fixture(params=BENCH_RUNS, ids=lambda p: p.name)

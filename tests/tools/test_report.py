@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchfixtures import ROOT
 from benchreport.cli import write
-from conftest import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
