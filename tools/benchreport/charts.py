@@ -63,6 +63,7 @@ def latency(figures: dict[str, Any], path: Path) -> Path:
     )
     labels = [label for _, label in PERCENTILES] + ["max"]
     for ax, endpoint in zip(axes[0], endpoints, strict=False):
+        missing = []
         for server, route in series:
             scenario = find(figures["scenarios"], server, route, endpoint)
             if scenario is None:
@@ -70,7 +71,14 @@ def latency(figures: dict[str, Any], path: Path) -> Path:
             lat = scenario["wrk"]["latency"]
             values = [lat[key] for key, _ in PERCENTILES] + [lat["max_ms"]]
             values = [v if v is not None and not math.isnan(v) else float("nan") for v in values]
+            if all(math.isnan(v) for v in values):
+                missing.append(
+                    f"{series_label(server, route)}: every response\nslower than "
+                    f"the {scenario.get('timeout')} timeout"
+                )
             ax.plot(labels, values, marker="o", label=series_label(server, route))
+        if missing:
+            ax.text(0.03, 0.97, "\n".join(missing), transform=ax.transAxes, va="top", fontsize=7)
         ax.set_title(endpoint)
         ax.set_yscale("log")
         ax.set_ylabel("latency, ms (log scale)")
