@@ -15,7 +15,7 @@ LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
 .PHONY: help deps image up down converge smoke tune bench bench-service test lint test-service \
-        test-roles test-host molecule run clean
+        test-roles test-host test-redeploy molecule run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ molecule: image ## create → converge → idempotence → verify (testinfra + s
 
 test-host: deps ## the testinfra suite against the running local host
 	pytest tests/host --hosts=docker://irontrack-local
+
+test-redeploy: deps ## redeploy the running local host twice; no request may fail
+	IRONTRACK_INVENTORY=$(LOCAL_INVENTORY) pytest tests/redeploy --hosts=docker://irontrack-local
 
 run: deps ## run the service on 127.0.0.1:8000 against real PostgreSQL 18, PgBouncer and Valkey
 	$(MAKE) -C service run VENV=$(VENV)
