@@ -149,7 +149,10 @@ def test_failed_deploy_keeps_the_old_release_serving(host, ping_loops, tmp_path)
     print(f"failed deploy; slot {before['slot']} kept; clients: {summaries}")
 
     assert result.returncode != 0, "a release that cannot start must fail the deploy"
-    assert "did not start in slot" in result.stdout, result.stdout[-3000:]
+    # ansible-core writes a failed task's message to stdout or stderr depending on the
+    # callback settings (Molecule's environment sends it to stderr): look in both.
+    output = result.stdout + result.stderr
+    assert "did not start in slot" in output, output[-3000:]
     assert after == before
     idle = "green" if before["slot"] == "blue" else "blue"
     assert not host.service(f"irontrack@{idle}").is_running
