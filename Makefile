@@ -44,8 +44,8 @@ smoke: deps ## smoke-test the local host through TLS
 tune: deps ## re-tune the local host (kernel + planner settings only)
 	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/tune.yml
 
-bench: deps ## run the report's benchmark scenarios on the local host
-	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
+bench: deps ## run the report's benchmark scenarios on the local host (results/<date>_<host>/)
+	IRONTRACK_BENCH_COMMAND="make bench" ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
 
 test: deps lint test-service test-roles molecule ## every test
 
