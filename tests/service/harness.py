@@ -84,6 +84,17 @@ class Account:
             return {}
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
+    def spawn(self, argv: list[str], port: int, timeout: float = 20) -> subprocess.Popen[bytes]:
+        """Start a daemon as this account (it logs to its own file) and wait for its port."""
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **self.popen_kwargs(),  # type: ignore[arg-type]
+        )
+        wait_port(port, timeout, proc)
+        return proc
+
     def own(self, path: Path) -> None:
         if self.privileged_switch:
             os.chown(path, self.uid, self.gid)
@@ -282,13 +293,7 @@ class PgBouncer:
         for path in (userlist, ini):
             path.chmod(0o600)
             self.account.own(path)
-        self.proc = subprocess.Popen(
-            [PGBOUNCER, str(ini)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            **self.account.popen_kwargs(),  # type: ignore[arg-type]
-        )
-        wait_port(self.port, 20, self.proc)
+        self.proc = self.account.spawn([PGBOUNCER, str(ini)], self.port)
 
     def stop(self) -> None:
         _terminate(self.proc)
@@ -324,13 +329,7 @@ class Valkey:
         )
         conf.chmod(0o600)
         self.account.own(conf)
-        self.proc = subprocess.Popen(
-            [VALKEY, str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            **self.account.popen_kwargs(),  # type: ignore[arg-type]
-        )
-        wait_port(self.port, 20, self.proc)
+        self.proc = self.account.spawn([VALKEY, str(conf)], self.port)
 
     def stop(self) -> None:
         _terminate(self.proc)
