@@ -113,6 +113,15 @@ def ping_loops(host):
         host.run(f"systemctl stop {unit}")
 
 
+def stop_loops(host, ping_loops: dict[str, str]) -> dict[str, dict]:
+    """Stop every client loop and return its summary, by client name."""
+    summaries = {}
+    for name, unit in ping_loops.items():
+        host.run_expect([0], f"systemctl stop {unit}")
+        summaries[name] = loop_output(host, unit)
+    return summaries
+
+
 def test_redeploy_drops_no_request(host, ping_loops, tmp_path):
     before = live_state(host)
 
@@ -121,10 +130,7 @@ def test_redeploy_drops_no_request(host, ping_loops, tmp_path):
     assert deployed(deploy(host, None))
     after = live_state(host)
 
-    summaries = {}
-    for name, unit in ping_loops.items():
-        host.run_expect([0], f"systemctl stop {unit}")
-        summaries[name] = loop_output(host, unit)
+    summaries = stop_loops(host, ping_loops)
     print(f"slots {before['slot']} -> {middle['slot']} -> {after['slot']}; clients: {summaries}")
 
     assert middle["slot"] != before["slot"], "the first deploy did not switch slots"
@@ -142,10 +148,7 @@ def test_failed_deploy_keeps_the_old_release_serving(host, ping_loops, tmp_path)
     result = deploy(host, service_variant(tmp_path, broken=True))
     after = live_state(host)
 
-    summaries = {}
-    for name, unit in ping_loops.items():
-        host.run_expect([0], f"systemctl stop {unit}")
-        summaries[name] = loop_output(host, unit)
+    summaries = stop_loops(host, ping_loops)
     print(f"failed deploy; slot {before['slot']} kept; clients: {summaries}")
 
     assert result.returncode != 0, "a release that cannot start must fail the deploy"

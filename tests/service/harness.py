@@ -50,6 +50,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pg_url(port: int, database: str = DB_NAME) -> str:
+    """The application's SQLAlchemy URL for a PostgreSQL or PgBouncer port on loopback."""
+    return f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{port}/{database}"
+
+
 def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -253,7 +258,7 @@ class Postgres:
         self.psql(f"CREATE DATABASE {name} OWNER {DB_USER}")
 
     def url(self, database: str = DB_NAME) -> str:
-        return f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{self.port}/{database}"
+        return pg_url(self.port, database)
 
 
 @dataclass
@@ -300,7 +305,7 @@ class PgBouncer:
         self.proc = None
 
     def url(self, database: str = DB_NAME) -> str:
-        return f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{self.port}/{database}"
+        return pg_url(self.port, database)
 
 
 @dataclass
