@@ -9,6 +9,8 @@ VENV ?= $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 export IRONTRACK_SECRETS_DIR ?= $(CURDIR)/.secrets/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export IRONTRACK_INSTANCE ?= irontrack-local
+export IRONTRACK_HTTPS_PORT ?= 8443
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 LOCAL_INVENTORY := inventories/local
@@ -30,7 +32,7 @@ up: image ## bring up the provisioned local host and smoke-test it
 	molecule create
 	molecule converge
 	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/smoke.yml
-	@echo "local host irontrack-local is up: https://app.localhost:8443 (CA: $(IRONTRACK_SECRETS_DIR)/ca/irontrack-local/rootCA.pem)"
+	@echo "local host $(IRONTRACK_INSTANCE) is up: https://app.localhost:$(IRONTRACK_HTTPS_PORT) (CA: $(IRONTRACK_SECRETS_DIR)/ca/$(IRONTRACK_INSTANCE)/rootCA.pem)"
 
 down: deps ## remove the local host
 	molecule destroy
@@ -66,10 +68,10 @@ molecule: image ## create → converge → idempotence → verify (testinfra + s
 	molecule test
 
 test-host: deps ## the testinfra suite against the running local host
-	pytest tests/host --hosts=docker://irontrack-local
+	pytest tests/host --hosts=docker://$(IRONTRACK_INSTANCE)
 
 test-redeploy: deps ## redeploy the running local host twice; no request may fail
-	IRONTRACK_INVENTORY=$(LOCAL_INVENTORY) pytest tests/redeploy --hosts=docker://irontrack-local
+	IRONTRACK_INVENTORY=$(LOCAL_INVENTORY) pytest tests/redeploy --hosts=docker://$(IRONTRACK_INSTANCE)
 
 run: deps ## run the service on 127.0.0.1:8000 against real PostgreSQL 18, PgBouncer and Valkey
 	$(MAKE) -C service run VENV=$(VENV)
