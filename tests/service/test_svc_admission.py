@@ -81,8 +81,13 @@ def test_login_flood_gets_fast_503s_while_me_stays_fast(flood_server: Server) ->
     assert statuses.count(401) <= 3 + 3, statuses  # + what finished while the flood arrived
     assert len(refused) >= n - 6, statuses
     assert all(ra == "2" for status, _, ra in results if status == 503)
-    # Refused at once: not queued behind ~35 hashes of ~0.2 s each.
-    assert statistics.median(refused) < 0.5, refused
+    # Refused at once, not queued: an unbounded queue would make the average request wait
+    # n/2 hashes; the refusals' median is a fraction of that (ratio, not a fixed time: the
+    # machine is shared).
+    hashed = [took for status, took, _ in results if status == 401]
+    hash_s = min(hashed) if hashed else 0.2
+    print(f"hash {hash_s:.3f}s, refused median {statistics.median(refused):.3f}s")
+    assert statistics.median(refused) < 0.25 * (n / 2) * hash_s, (hash_s, refused)
     # /me kept answering while the hash thread was busy, from the same process.
     assert len(during) >= 3
     assert statistics.median(during) < max(0.1, 10 * statistics.median(quiet)), (quiet, during)

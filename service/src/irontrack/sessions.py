@@ -32,7 +32,10 @@ from urllib.parse import quote
 
 import msgspec
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.connection import parse_url
+from redis.exceptions import ConnectionError, TimeoutError
 from uuid_utils import uuid4
 
 from .l1 import TrackedCache
@@ -137,7 +140,13 @@ def valkey_url(settings: Settings) -> str:
 
 def valkey_client(settings: Settings, name: str, **extra: Any) -> redis.Redis:
     """A client on a blocking pool: the 65th concurrent caller waits up to
-    ``valkey_pool_timeout`` for a connection instead of failing at once."""
+    ``valkey_pool_timeout`` for a connection instead of failing at once.
+
+    A command that meets a dead connection (Valkey restarted, ``CLIENT KILL``, an idle
+    timeout) is sent once more on a fresh one. Safe for every script here: a retried rotation
+    finds its own result (see ``_ROTATE``), open and revoke are idempotent; a retried failed
+    login may count twice.
+    """
     pool = redis.BlockingConnectionPool.from_url(
         valkey_url(settings),
         max_connections=settings.valkey_max_connections,
@@ -145,6 +154,8 @@ def valkey_client(settings: Settings, name: str, **extra: Any) -> redis.Redis:
         socket_timeout=settings.valkey_timeout,
         socket_connect_timeout=settings.valkey_timeout,
         socket_keepalive=True,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[ConnectionError, TimeoutError],
         client_name=name,
         **extra,
     )
