@@ -10,7 +10,7 @@ in OpenAPI and call the very same function); other methods fall through to FastA
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .answers import JSON, PONG, me_answer
 
@@ -49,4 +49,17 @@ class EdgeMiddleware:
                 status, body, extra = await me_answer(self.svc, scope)
                 await send_answer(send, status, body, extra, scope["method"] == "HEAD")
                 return
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # HEAD wherever GET works: FastAPI's routes are GET only; answer as GET, no body.
+            await self.app({**scope, "method": "GET"}, receive, _bodyless(send))
+            return
         await self.app(scope, receive, send)
+
+
+def _bodyless(send: Send) -> Send:
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head

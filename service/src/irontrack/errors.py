@@ -44,6 +44,10 @@ async def _on_http(_: Request, exc: Exception) -> Response:
     if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-reading errors in a 400
         return error(413, "request body too large", {"Connection": "close"})
     headers = dict(exc.headers) if exc.headers else None
+    if headers and exc.status_code == 405:
+        allow = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+        if "GET" in allow and "HEAD" not in allow:  # the edge answers HEAD wherever GET works
+            headers["Allow"] = ", ".join([*allow, "HEAD"])
     return MsgspecResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
