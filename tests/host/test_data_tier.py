@@ -49,7 +49,7 @@ print(json.dumps(out))
 
 # Two connections as the app's ACL user: one enables CLIENT TRACKING (BCAST,
 # REDIRECT to itself) and subscribes to __redis__:invalidate, the other SETs a key;
-# the first must receive the invalidation (what cashews' client-side cache needs).
+# the first must receive the invalidation (what the service's L1 cache needs).
 TRACKING_PROBE = r"""
 import socket, sys, time
 port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]

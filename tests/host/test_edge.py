@@ -294,3 +294,56 @@ def test_rate_limits_on_by_default(host, flavor):
     assert result[0] == 200
     assert 429 in result, f"no request was limited in a burst of {len(result)}: {result}"
     assert set(result) <= {200, 429}
+
+
+def _answers(host, requests: list[tuple[str, str, int]]) -> list[dict]:
+    """Status, content type, Allow and body of each (method, path, body bytes) request."""
+    return _probe(
+        host,
+        f"""
+        out = []
+        for method, path, size in {requests!r}:
+            conn = http.client.HTTPSConnection(HOST, PORT, context=ctx(), timeout=10)
+            conn.request(method, path, body=b"x" * size if size else None,
+                         headers={{"Content-Type": "application/json"}})
+            r = conn.getresponse()
+            out.append({{"status": r.status, "type": r.getheader("Content-Type", ""),
+                        "allow": r.getheader("Allow"), "body": r.read().decode("latin-1")}})
+            conn.close()
+        print(json.dumps(out))
+        """,
+    )
+
+
+def test_errors_through_the_proxy_are_json(host):
+    """The proxy's own errors (413) and the app's (405 with Allow, 404) are {"detail": ...}."""
+    answers = _answers(
+        host,
+        [
+            ("PUT", "/ping", 0),
+            ("DELETE", "/api/v1/access/me", 0),
+            ("POST", "/api/v1/access/signup", 1024 * 1024 + 1),
+            ("GET", "/no/such/path", 0),
+        ],
+    )
+    assert [a["status"] for a in answers] == [405, 405, 413, 404], answers
+    for answer in answers:
+        assert answer["type"].startswith("application/json"), answer
+        assert "detail" in json.loads(answer["body"]), answer
+    assert "GET" in answers[0]["allow"]
+    assert "GET" in answers[1]["allow"]
+
+
+def test_strict_rate_class_on_login_answers_json_429(host):
+    """Signup/login have their own, stricter zone: a burst gets the proxy's JSON 429 while
+    /ping (generous zone) still answers."""
+    burst = int(expected("angie", "angie_auth_limit_req_burst"))
+    answers = _answers(host, [("POST", "/api/v1/access/login", 2)] * (burst + 6))
+    statuses = [a["status"] for a in answers]
+    assert 429 in statuses, statuses
+    assert set(statuses) <= {422, 429}, statuses
+    limited = next(a for a in answers if a["status"] == 429)
+    assert limited["type"].startswith("application/json")
+    assert json.loads(limited["body"]) == {"detail": "too many requests"}
+    assert [a["status"] for a in _answers(host, [("GET", "/ping", 0)])] == [200]
+    host.run("sleep 6")  # let the strict bucket drain for whatever runs next

@@ -39,8 +39,9 @@ VALKEY_ACL = (
     "+ping +hello +auth +select +echo "
     "+client|id +client|tracking +client|setname +client|setinfo "
     "+subscribe +unsubscribe +psubscribe +punsubscribe "
-    "+get +set +del +unlink +exists +expire +pexpire +ttl +pttl "
-    "+mget +sadd +smembers +multi +exec +discard"
+    "+get +set +del +unlink +exists +expire +pexpire +ttl +pttl +time "
+    "+mget +sadd +smembers +multi +exec +discard "
+    "+hset +hget +hmget +hincrby +evalsha +eval +script|load"
 )
 
 
@@ -514,6 +515,7 @@ class Stack:
             "IRONTRACK_HASH_WORKERS": "2",
             "IRONTRACK_HEALTH_TIMEOUT": "1.0",
             "IRONTRACK_LOG_LEVEL": "INFO",
+            "IRONTRACK_DOCS_ENABLED": "true",
             **CHEAP_ARGON2,
         }
         env.update(extra)

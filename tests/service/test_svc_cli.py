@@ -95,7 +95,7 @@ def test_migrate_is_idempotent_through_pgbouncer(stack: Stack) -> None:
     again = stack.run_cli("irontrack-migrate")
     assert again.returncode == 0, again.stderr
     version = stack.postgres.psql("SELECT version_num FROM alembic_version", database="irontrack")
-    assert version.strip() == "0001_users"
+    assert version.strip() == "0002_email_normalised"
 
 
 def test_migrate_directly_against_postgresql_up_and_down(stack: Stack) -> None:

@@ -18,7 +18,7 @@ EXPECTED = {
     ("/ping", "get"): {"200"},
     ("/health", "get"): {"200", "503"},
     ("/api/v1/access/signup", "post"): {"201", "409", "413", "422"},
-    ("/api/v1/access/login", "post"): {"200", "401", "422"},
+    ("/api/v1/access/login", "post"): {"200", "401", "422", "429", "503"},
     ("/api/v1/access/me", "get"): {"200", "401"},
     ("/api/v1/access/refresh", "post"): {"200", "401", "422"},
     ("/api/v1/access/logout", "post"): {"204", "401", "422"},
@@ -69,3 +69,21 @@ def test_security_schemes_document_cookie_and_bearer(spec: dict) -> None:
     me = spec["paths"]["/api/v1/access/me"]["get"]
     assert {"accessCookie": []} in me["security"]
     assert {"bearer": []} in me["security"]
+
+
+def test_every_status_the_stack_can_answer_is_documented_as_json_detail(spec: dict) -> None:
+    """405/429/502/503/504 on every operation, 400/413/422 where there is a body; each with a
+    JSON body holding `detail` (the proxy's own error pages are JSON too)."""
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            codes = {"405", "429", "502", "503", "504"}
+            if "requestBody" in operation:
+                codes |= {"400", "413", "422"}
+            responses = operation["responses"]
+            assert codes <= set(responses), (path, method, sorted(responses))
+            for code in codes:
+                schema = responses[code]["content"]["application/json"]["schema"]
+                ref = schema.get("$ref", "").rsplit("/", 1)[-1]
+                assert "detail" in spec["components"]["schemas"][ref]["properties"] or (
+                    code == "503" and path == "/health"
+                ), (path, method, code)

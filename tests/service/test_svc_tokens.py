@@ -26,6 +26,9 @@ def _our_key(stack: Stack) -> OKPKey:
     return OKPKey.import_key((stack.keys_dir / "jwt-private.pem").read_bytes())
 
 
+_HEADER = {"alg": "Ed25519", "typ": "at+jwt"}
+
+
 def _claims(sub: str, email: str, **over: object) -> dict[str, object]:
     now = int(time.time())
     claims: dict[str, object] = {
@@ -34,6 +37,7 @@ def _claims(sub: str, email: str, **over: object) -> dict[str, object]:
         "iat": now,
         "exp": now + 600,
         "jti": str(uuid.uuid4()),
+        "aud": "irontrack",
     }
     claims.update(over)
     return claims
@@ -73,7 +77,7 @@ def test_expired(client: httpx.Client, stack: Stack) -> None:
     genuine = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
     past = int(time.time()) - 3600
     claims = {**genuine, "iat": past - 1800, "exp": past}  # live jti: only expiry is wrong
-    token = jwt.encode({"alg": "Ed25519"}, claims, _our_key(stack), algorithms=["Ed25519"])
+    token = jwt.encode(_HEADER, claims, _our_key(stack), algorithms=["Ed25519"])
     _assert_401(client, token)
 
 
@@ -133,16 +137,14 @@ def test_signed_by_another_key(client: httpx.Client) -> None:
     user = signup_and_login(client, "otherkey")
     claims = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
     other = OKPKey.generate_key("Ed25519")
-    token = jwt.encode({"alg": "Ed25519"}, claims, other, algorithms=["Ed25519"])
+    token = jwt.encode(_HEADER, claims, other, algorithms=["Ed25519"])
     _assert_401(client, token)
 
 
 def test_unknown_jti(client: httpx.Client, stack: Stack) -> None:
     """Perfectly signed, unexpired — but no such session in Valkey."""
     user = signup_and_login(client, "jti")
-    token = jwt.encode(
-        {"alg": "Ed25519"}, _claims(user.user_id, user.email), _our_key(stack), ["Ed25519"]
-    )
+    token = jwt.encode(_HEADER, _claims(user.user_id, user.email), _our_key(stack), ["Ed25519"])
     _assert_401(client, token)
 
 
@@ -151,7 +153,7 @@ def test_session_of_another_subject(client: httpx.Client, stack: Stack) -> None:
     user = signup_and_login(client, "subj")
     jti = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))["jti"]
     claims = _claims(str(uuid.uuid4()), "mallory@example.com", jti=jti)
-    token = jwt.encode({"alg": "Ed25519"}, claims, _our_key(stack), ["Ed25519"])
+    token = jwt.encode(_HEADER, claims, _our_key(stack), ["Ed25519"])
     _assert_401(client, token)
 
 
@@ -170,9 +172,9 @@ def test_malformed_claims(client: httpx.Client, stack: Stack, over: dict[str, ob
     user = signup_and_login(client, "claims")
     genuine = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
     key = _our_key(stack)
-    control = jwt.encode({"alg": "Ed25519"}, dict(genuine), key, ["Ed25519"])
+    control = jwt.encode(_HEADER, dict(genuine), key, ["Ed25519"])
     assert me(client, control).status_code == 200  # the same claims, well-formed, pass
-    token = jwt.encode({"alg": "Ed25519"}, {**genuine, **over}, key, ["Ed25519"])
+    token = jwt.encode(_HEADER, {**genuine, **over}, key, ["Ed25519"])
     _assert_401(client, token)
 
 
@@ -189,3 +191,28 @@ def test_jwks_publishes_the_verification_key(client: httpx.Client, stack: Stack)
     assert set(decoded.claims) >= {"sub", "email", "iat", "exp", "jti"}
     assert decoded.claims["exp"] - decoded.claims["iat"] == 1800
     assert uuid.UUID(decoded.claims["sub"]).version == 7
+
+
+@pytest.mark.parametrize(
+    ("header", "over"),
+    [
+        ({"alg": "Ed25519"}, {}),  # no typ: not declared an access token
+        ({"alg": "Ed25519", "typ": "JWT"}, {}),
+        ({"alg": "Ed25519", "typ": "id+jwt"}, {}),
+        (_HEADER, {"aud": "another-service"}),
+        (_HEADER, {"aud": ["another-service"]}),
+        (_HEADER, {"aud": None}),
+    ],
+)
+def test_typ_and_aud_are_checked(
+    client: httpx.Client, stack: Stack, header: dict[str, object], over: dict[str, object]
+) -> None:
+    """Signed by our key, naming a live session: only typ or aud is wrong."""
+    user = signup_and_login(client, "typaud")
+    genuine = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
+    key = _our_key(stack)
+    control = jwt.encode(_HEADER, dict(genuine), key, ["Ed25519"])
+    assert me(client, control).status_code == 200
+    claims = {k: v for k, v in {**genuine, **over}.items() if v is not None}
+    token = jwt.encode(header, claims, key, ["Ed25519"])
+    _assert_401(client, token)

@@ -25,9 +25,53 @@ from .schemas import JWKS
 from .services import Services
 from .sessions import SessionStore
 from .settings import Settings, get_settings
+from .throttle import LoginThrottle
 from .tokens import TokenService
 
 log = logging.getLogger("irontrack")
+SHUTDOWN_DRAIN_SECONDS = 10.0
+
+_DETAIL = {"$ref": "#/components/schemas/Detail"}
+# Statuses any operation can meet, from the service or from the proxy in front of it.
+_COMMON = {
+    "405": "Method not allowed on this path; `Allow` lists the methods",
+    "429": "Rate limit of the proxy (per client address), or login throttling; `Retry-After`",
+    "502": "Proxy: the application is unreachable",
+    "503": "A dependency (database, session store, hashing) is unavailable or saturated; "
+    "`Retry-After`",
+    "504": "Proxy: the application did not answer in time",
+}
+_WITH_BODY = {
+    "400": "Unreadable request (e.g. a body that cannot be parsed)",
+    "413": "Request body too large",
+    "422": "Invalid input (the detail lists every problem)",
+}
+
+
+def document_common_statuses(schema: dict[str, Any]) -> None:
+    """Add every status the stack can answer, with its ``{"detail": ...}`` JSON body, to each
+    operation (FastAPI documents only what a route declares)."""
+    schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+        "Detail",
+        {
+            "title": "Detail",
+            "type": "object",
+            "properties": {"detail": {"title": "Detail"}},
+            "required": ["detail"],
+        },
+    )
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            extra = dict(_COMMON)
+            if "requestBody" in operation:
+                extra.update(_WITH_BODY)
+            for code, description in extra.items():
+                if code not in responses or "content" not in responses[code]:
+                    responses[code] = {
+                        "description": responses.get(code, {}).get("description", description),
+                        "content": {"application/json": {"schema": _DETAIL}},
+                    }
 
 
 def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None) -> FastAPI:
@@ -39,9 +83,10 @@ def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None
     ):
         log.warning("generated a DEVELOPMENT key pair at %s", settings.jwt_private_key_path)
     keys = load_key_files(settings.jwt_private_key_path, settings.jwt_public_key_path)
-    svc = Services(
-        settings=settings, tokens=TokenService(keys, settings.access_token_ttl, settings.jwt_issuer)
+    tokens = TokenService(
+        keys, settings.access_token_ttl, settings.jwt_issuer, audience=settings.jwt_audience
     )
+    svc = Services(settings=settings, tokens=tokens)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -49,26 +94,31 @@ def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None
         svc.sessionmaker = create_sessionmaker(engine=svc.engine)
         svc.passwords = PasswordService(settings)
         svc.sessions = SessionStore(settings)
+        svc.throttle = LoginThrottle(svc.sessions.client, settings)
         await svc.sessions.init()  # Valkey down: serve anyway (/health says so), L1 retries
         try:
             yield
         finally:
-            access_log.flush()
+            # In-flight logins/signups finish their hash and still reach Valkey and the
+            # database; then the clients close; the log goes last.
+            await svc.passwords.drain(SHUTDOWN_DRAIN_SECONDS)
             await svc.sessions.close()
             await svc.engine.dispose()
-            svc.passwords.close()
+            access_log.flush()
 
+    docs = settings.docs_enabled
     app = FastAPI(
         title="IronTrack",
         version=__version__,
         lifespan=lifespan,
         default_response_class=PreEncodedResponse,
-        docs_url="/docs",
+        docs_url="/docs" if docs else None,
         redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
     )
     errors.install(app)
-    app.include_router(health.build_router(svc))
-    app.include_router(access.build_router(svc))
+    app.include_router(health.build_router(settings))
+    app.include_router(access.build_router(settings))
 
     jwks_body = encode(svc.tokens.jwks)
 
@@ -85,6 +135,7 @@ def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            document_common_statuses(schema)
             schema.setdefault("components", {})["securitySchemes"] = {
                 "accessCookie": {"type": "apiKey", "in": "cookie", "name": "access_token"},
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

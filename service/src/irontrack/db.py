@@ -41,7 +41,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
         pool_pre_ping=False,
+        hide_parameters=True,  # emails and hashes never reach a log through an error message
         connect_args={
+            "timeout": settings.db_connect_timeout,  # asyncpg's connect (and auth) timeout
             "statement_cache_size": 0,  # asyncpg's statement cache: off
             "prepared_statement_name_func": statement_name,
             "command_timeout": max(1.0, settings.db_statement_timeout_ms / 1000)

@@ -1,79 +1,65 @@
 """The hot read paths, answered in pure ASGI before FastAPI's router.
 
-``GET /ping`` and ``GET /api/v1/access/me`` are the report's throughput probes. They take no
-body and need no validation, so they are dispatched by exact path and answered with
-pre-encoded (``/ping``) or msgspec-encoded (``/me``) bytes. The FastAPI routes of the same
-paths stay (they document the API in OpenAPI and call the very same functions below).
+``GET``/``HEAD`` of ``/ping`` and ``/api/v1/access/me`` are the report's throughput probes. They
+take no body and need no validation, so they are dispatched by exact path and answered with
+pre-encoded (``/ping``) or msgspec-encoded (``/me``) bytes, by the same policy as the routes
+(:mod:`irontrack.answers`). The FastAPI routes of the same paths stay (they document the API
+in OpenAPI and call the very same function); other methods fall through to FastAPI (405 with
+``Allow``).
 """
 
 from __future__ import annotations
 
-from cashews.exceptions import CacheBackendInteractionError
-from redis.exceptions import RedisError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import access_token_from
-from .responses import encode
-from .services import Services
+from .answers import JSON, PONG, me_answer
 
 ME_PATH = "/api/v1/access/me"
 PING_PATH = "/ping"
-PONG = encode({"ping": "pong"})
-_JSON = (b"content-type", b"application/json")
-_UNAUTHORIZED = encode({"detail": "not authenticated"})
-_UNAVAILABLE = encode({"detail": "session store unavailable"})
-_WWW_AUTH = (b"www-authenticate", b"Bearer")
-_NO_STORE = (b"cache-control", b"no-store")
-
-Answer = tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]
+_READ = ("GET", "HEAD")
 
 
-async def me_answer(svc: Services, scope: Scope) -> Answer:
-    """Status, body and extra headers of ``GET /me`` for this request."""
-    token = access_token_from(scope)
-    if token is None:
-        return 401, _UNAUTHORIZED, (_WWW_AUTH,)
-    claims = svc.tokens.verify(token)
-    if claims is None:
-        return 401, _UNAUTHORIZED, (_WWW_AUTH,)
-    try:
-        session = await svc.sessions.get(claims.jti)
-    except (CacheBackendInteractionError, RedisError, OSError, TimeoutError):
-        return 503, _UNAVAILABLE, ()
-    if session is None or session.sub != claims.sub:
-        return 401, _UNAUTHORIZED, (_WWW_AUTH,)
-    body = encode({"id": claims.sub, "email": claims.email, "session_expires_at": claims.exp})
-    return 200, body, (_NO_STORE,)
-
-
-async def send_answer(send: Send, status: int, body: bytes, extra=()) -> None:
+async def send_answer(send: Send, status: int, body: bytes, extra=(), head: bool = False) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [_JSON, (b"content-length", str(len(body)).encode()), *extra],
+            "headers": [JSON, (b"content-length", str(len(body)).encode()), *extra],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 class EdgeMiddleware:
-    """Answers ``GET /ping`` and ``GET /me`` directly; everything else goes to FastAPI."""
+    """Answers ``GET``/``HEAD`` of ``/ping`` and ``/me`` directly; the rest goes to FastAPI."""
 
     __slots__ = ("app", "svc")
 
-    def __init__(self, app: ASGIApp, svc: Services) -> None:
+    def __init__(self, app: ASGIApp, svc: object) -> None:
         self.app = app
         self.svc = svc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] in _READ:
             path = scope["path"]
             if path == PING_PATH:
-                await send_answer(send, 200, PONG)
+                await send_answer(send, 200, PONG, (), scope["method"] == "HEAD")
                 return
             if path == ME_PATH:
                 status, body, extra = await me_answer(self.svc, scope)
-                await send_answer(send, status, body, extra)
+                await send_answer(send, status, body, extra, scope["method"] == "HEAD")
                 return
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # HEAD wherever GET works: FastAPI's routes are GET only; answer as GET, no body.
+            await self.app({**scope, "method": "GET"}, receive, _bodyless(send))
+            return
         await self.app(scope, receive, send)
+
+
+def _bodyless(send: Send) -> Send:
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head

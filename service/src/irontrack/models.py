@@ -23,9 +23,10 @@ class User(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
 
-    __table_args__ = (Index("users_email_lower_key", func.lower(email), unique=True),)
+    # The column holds the normalised address (irontrack.emails); unique as stored.
+    __table_args__ = (Index("users_email_key", email, unique=True),)
     # Never fetch server defaults back after INSERT (no RETURNING, no refresh SELECT).
     __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012 - SQLAlchemy's own contract
 
 
-EMAIL_UNIQUE_INDEX = "users_email_lower_key"
+EMAIL_UNIQUE_INDEX = "users_email_key"

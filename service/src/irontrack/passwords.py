@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from .settings import Settings
+
+T = TypeVar("T")
+
+
+class Overloaded(Exception):
+    """Every hash thread is busy and the queue is full: answer 503 at once."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("password hashing saturated")
+        self.retry_after = retry_after
 
 
 class PasswordService:
@@ -31,6 +44,13 @@ class PasswordService:
             )
         )
         self.workers = settings.hash_workers
+        # Admission: at most `workers` jobs run and `hash_queue` wait; the next one is refused
+        # at once (503 + Retry-After) instead of queueing without bound behind an anonymous
+        # flood. The count is touched only on the event loop: no lock needed.
+        self.capacity = settings.hash_workers + settings.hash_queue
+        self.retry_after = settings.hash_retry_after
+        self.pending = 0
+        self._idle = asyncio.Event()
         self._executor = ThreadPoolExecutor(
             max_workers=settings.hash_workers, thread_name_prefix="argon2"
         )
@@ -38,16 +58,29 @@ class PasswordService:
         # email cost exactly what a wrong password costs (no user enumeration by timing).
         self.dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
 
+    def admit(self) -> None:
+        """Raise Overloaded when no job could be queued now."""
+        if self.pending >= self.capacity:
+            raise Overloaded(self.retry_after)
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        self.admit()
+        self.pending += 1
+        self._idle.clear()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        finally:
+            self.pending -= 1
+            if not self.pending:
+                self._idle.set()
+
     async def hash(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._hasher.hash, password)
+        return await self._run(functools.partial(self._hasher.hash, password))
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
         """True when ``password`` matches; with ``password_hash=None`` burn one verify, False."""
-        loop = asyncio.get_running_loop()
         target = password_hash if password_hash is not None else self.dummy_hash
-        call = functools.partial(self._safe_verify, password, target)
-        ok = await loop.run_in_executor(self._executor, call)
+        ok = await self._run(functools.partial(self._safe_verify, password, target))
         return ok and password_hash is not None
 
     def _safe_verify(self, password: str, password_hash: str) -> bool:
@@ -55,6 +88,13 @@ class PasswordService:
             return self._hasher.verify(password, password_hash)
         except Exception:  # a corrupt stored hash is a failed login, never a 500
             return False
+
+    async def drain(self, grace: float) -> None:
+        """Let running and queued hashes finish (up to ``grace`` s), then stop the pool."""
+        if self.pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
+        self.close()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

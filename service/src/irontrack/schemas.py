@@ -5,11 +5,42 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, create_model
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from .settings import Settings
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
+
+
+def _email(value: str) -> str:
+    """An address as email-validator accepts it (syntax only, no DNS), domain normalised;
+    irontrack.emails then normalises the whole address at the routes."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from None
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" for c in word)
+
+
+# Special-use names (RFC 6761 and kin) never hold a mailbox: refused, and documented so.
+_SPECIAL_USE = "|".join(_any_case(d) for d in SPECIAL_USE_DOMAIN_NAMES)
+Email = Annotated[
+    str,
+    AfterValidator(_email),
+    Field(
+        max_length=254,
+        json_schema_extra={
+            "format": "email",
+            "not": {"pattern": rf"[@.]({_SPECIAL_USE})\.?$"},
+            "description": "An email address; special-use domains "
+            f"({', '.join(SPECIAL_USE_DOMAIN_NAMES)}) are refused.",
+        },
+    ),
+]
 
 
 def credentials_model(settings: Settings) -> type[BaseModel]:
@@ -23,7 +54,7 @@ def credentials_model(settings: Settings) -> type[BaseModel]:
     return create_model(
         "Credentials",
         __config__=_STRICT,
-        email=(Annotated[EmailStr, Field(max_length=254)], ...),
+        email=(Email, ...),
         password=(password, ...),
     )
 

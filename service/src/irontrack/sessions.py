@@ -1,23 +1,30 @@
-"""Sessions in Valkey, read through cashews' client-side (L1) cache.
+"""Sessions in Valkey: every change of a session family is one Lua script (atomic).
 
-Keys (all with a TTL, nothing lives forever):
+Keys (all with a TTL, nothing lives forever; standalone Valkey — the scripts build key names
+from the family, so they are not cluster-safe):
 
-* ``it:s:<jti>``   access session, TTL = access-token life. Read on every ``/me`` through cashews
-  with ``client_side=True``: an in-process L1 copy, dropped when Valkey's client tracking
-  (``CLIENT TRACKING … BCAST PREFIX it:s:``) broadcasts that the key changed or vanished, so a
-  logout on one worker is seen by every worker at once.
-* ``it:r:<sha256(refresh)>``  refresh record ``{sid, sub, email, jti}``, TTL = refresh life.
-* ``it:u:<sha256(refresh)>``  "this refresh token was rotated" marker (``SET NX``): a second use
-  of a rotated token is reuse, and revokes the whole session family.
-* ``it:f:<sid>``   the family: a set of every key above that belongs to one login.
+* ``it:s:<jti>``   access session ``{sid, sub}``, TTL = access-token life. Read on every
+  ``/me`` through the L1 (:mod:`irontrack.l1`), which Valkey's client tracking keeps true.
+* ``it:r:<sha256(refresh)>``  refresh record ``{sid, sub, email, jti}``. Records of rotated
+  tokens stay (no longer than the family) so that a second use is recognised as reuse.
+* ``it:f:<sid>``   the family (one login): hash ``r`` = digest of the *current* refresh token,
+  ``jti`` = the current access session, ``exp`` = absolute end (unix s). Only the current pair
+  is named, so a family never grows with rotations (rotated members are pruned at once).
+* ``it:t:<sid>``   revocation tombstone, as long as any refresh record of the family can live;
+  every rotation checks it first.
+
+Rotation (``ROTATE``): tombstone → revoked; family gone → invalid; presented token not the
+current one → reuse: the family is revoked (current access session and refresh record deleted,
+tombstone set) in the same script; else the new pair is written and the old access session
+deleted, in the same script. A retry of the same rotation (lost reply, redis-py's retry on a
+killed connection) finds its own new digest and answers ``ok`` again, so the client never
+sees a committed rotation as reuse. No grace window: a second use of a rotated token is
+always reuse.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -25,37 +32,19 @@ from urllib.parse import quote
 
 import msgspec
 import redis.asyncio as redis
-from cashews import Cache
-from cashews.backends.memory import Memory
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.connection import parse_url
+from redis.exceptions import ConnectionError, TimeoutError
 from uuid_utils import uuid4
 
+from .l1 import TrackedCache
 from .settings import Settings
 
-log = logging.getLogger("irontrack.sessions")
-
 SESSION_PREFIX = "it:s:"
-_REFRESH = "it:r:"
-_USED = "it:u:"
-_FAMILY = "it:f:"
-
-
-class BoundedMemory(Memory):
-    """cashews' in-process store with a ceiling on every entry's life.
-
-    cashews keeps values it read from Valkey without a TTL and relies on invalidation messages;
-    a message racing an in-flight GET could leave a stale copy. The ceiling bounds that window.
-    """
-
-    def __init__(self, size: int, max_ttl: float) -> None:
-        super().__init__(size=size)
-        self._max_ttl = max_ttl
-
-    async def set(
-        self, key: Any, value: Any, expire: float | None = None, exist: bool | None = None
-    ) -> bool:
-        ttl = self._max_ttl if expire is None else min(expire, self._max_ttl)
-        return await super().set(key, value, ttl, exist)
+REFRESH_PREFIX = "it:r:"
+FAMILY_PREFIX = "it:f:"
+TOMBSTONE_PREFIX = "it:t:"
 
 
 class SessionData(msgspec.Struct, frozen=True):
@@ -74,12 +63,65 @@ _session_decoder = msgspec.json.Decoder(SessionData)
 _refresh_decoder = msgspec.json.Decoder(RefreshData)
 _encode = msgspec.json.Encoder().encode
 
+# KEYS: session, refresh, family. ARGV: session json, refresh json, jti, digest,
+# access ttl, refresh ttl, absolute lifetime.
+_OPEN = """
+local now = tonumber(redis.call('TIME')[1])
+local life = tonumber(ARGV[7])
+local rttl = math.min(tonumber(ARGV[6]), life)
+redis.call('SET', KEYS[1], ARGV[1], 'EX', math.min(tonumber(ARGV[5]), rttl))
+redis.call('SET', KEYS[2], ARGV[2], 'EX', rttl)
+redis.call('HSET', KEYS[3], 'r', ARGV[4], 'jti', ARGV[3], 'exp', now + life)
+redis.call('EXPIRE', KEYS[3], rttl)
+return 1
+"""
+
+# KEYS: old refresh, family, tombstone, new session, new refresh.
+# ARGV: old digest, new digest, new jti, new session json, new refresh json,
+# access ttl, refresh ttl.
+_ROTATE = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'revoked'} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'invalid'} end
+local fam = redis.call('HMGET', KEYS[2], 'r', 'jti', 'exp')
+if not fam[1] then return {'invalid'} end
+if fam[1] == ARGV[2] then return {'ok'} end
+if fam[1] ~= ARGV[1] then
+  redis.call('DEL', 'it:s:' .. fam[2], 'it:r:' .. fam[1], KEYS[2])
+  redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[7]))
+  return {'reuse', fam[2]}
+end
+local now = tonumber(redis.call('TIME')[1])
+local rttl = math.min(tonumber(ARGV[7]), tonumber(fam[3]) - now)
+if rttl <= 0 then return {'invalid'} end
+redis.call('DEL', 'it:s:' .. fam[2])
+redis.call('SET', KEYS[4], ARGV[4], 'EX', math.min(tonumber(ARGV[6]), rttl))
+redis.call('SET', KEYS[5], ARGV[5], 'EX', rttl)
+redis.call('EXPIRE', KEYS[1], rttl, 'LT')
+redis.call('HSET', KEYS[2], 'r', ARGV[2], 'jti', ARGV[3])
+redis.call('EXPIRE', KEYS[2], rttl)
+return {'ok', fam[2]}
+"""
+
+# KEYS: family, tombstone. ARGV: tombstone ttl.
+_REVOKE = """
+redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[1]))
+local fam = redis.call('HMGET', KEYS[1], 'r', 'jti')
+if fam[1] then redis.call('DEL', 'it:r:' .. fam[1]) end
+if fam[2] then redis.call('DEL', 'it:s:' .. fam[2]) end
+redis.call('DEL', KEYS[1])
+return fam[2] or false
+"""
+
 
 class RefreshReuse(Exception):
     """A rotated refresh token was presented again; its family is revoked."""
 
 
-def _digest(token: str) -> str:
+class FamilyRevoked(Exception):
+    """The family was revoked (logout or reuse) or ended; the token is dead."""
+
+
+def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -96,6 +138,30 @@ def valkey_url(settings: Settings) -> str:
     return f"{scheme}://{user}:{quote(password, safe='')}@{hostpart}"
 
 
+def valkey_client(settings: Settings, name: str, **extra: Any) -> redis.Redis:
+    """A client on a blocking pool: the 65th concurrent caller waits up to
+    ``valkey_pool_timeout`` for a connection instead of failing at once.
+
+    A command that meets a dead connection (Valkey restarted, ``CLIENT KILL``, an idle
+    timeout) is sent once more on a fresh one. Safe for every script here: a retried rotation
+    finds its own result (see ``_ROTATE``), open and revoke are idempotent; a retried failed
+    login may count twice.
+    """
+    pool = redis.BlockingConnectionPool.from_url(
+        valkey_url(settings),
+        max_connections=settings.valkey_max_connections,
+        timeout=settings.valkey_pool_timeout,
+        socket_timeout=settings.valkey_timeout,
+        socket_connect_timeout=settings.valkey_timeout,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[ConnectionError, TimeoutError],
+        client_name=name,
+        **extra,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
 @dataclass(frozen=True, slots=True)
 class NewSession:
     sid: str
@@ -106,76 +172,33 @@ class SessionStore:
     """Opens, checks, rotates and revokes sessions."""
 
     def __init__(self, settings: Settings) -> None:
-        url = valkey_url(settings)
-        self._retry: asyncio.Task[None] | None = None
         self._access_ttl = settings.access_token_ttl
         self._refresh_ttl = settings.refresh_token_ttl
-        self._cache = Cache()
-        self.l1 = self._cache.setup(
-            url,
-            client_side=True,
-            client_side_prefix=SESSION_PREFIX,
-            local_cache=BoundedMemory(settings.l1_size, settings.l1_max_ttl),
-            pickle_type="null",
-            suppress=False,
-            socket_timeout=settings.health_timeout,
-            socket_connect_timeout=settings.health_timeout,
-            max_connections=64,
-            wait_for_connection_timeout=settings.health_timeout,
-            client_name="irontrack-l1",
-            # cashews listens for invalidations as RESP2 pub/sub messages on __redis__:invalidate
-            # (CLIENT TRACKING … REDIRECT <own id> BCAST). redis-py >= 8 speaks RESP3 by default,
-            # and then Valkey delivers them as RESP3 "invalidate" pushes that cashews never sees:
-            # L1 copies would silently outlive a logout. Pin RESP2 (proved by test_svc_workers).
-            protocol=2,
+        self._lifetime = settings.session_max_lifetime
+        self.client = valkey_client(settings, "irontrack")
+        # Its own connection, RESP2: Valkey delivers tracking invalidations to a RESP2 client
+        # as pub/sub messages (RESP3 would get them as pushes on a data connection).
+        listener = valkey_client(settings, "irontrack-l1", protocol=2, health_check_interval=10)
+        self.l1 = TrackedCache(
+            self.client, listener, SESSION_PREFIX, settings.l1_size, settings.l1_max_ttl
         )
-        self.client: redis.Redis = redis.Redis.from_url(
-            url,
-            socket_timeout=settings.health_timeout,
-            socket_connect_timeout=settings.health_timeout,
-            max_connections=64,
-            client_name="irontrack",
-        )
+        self._wait = settings.valkey_timeout
+        self._open = self.client.register_script(_OPEN)
+        self._rotate = self.client.register_script(_ROTATE)
+        self._revoke = self.client.register_script(_REVOKE)
 
-    async def init(self, retry_interval: float = 5.0) -> None:
-        """Start the L1 invalidation listener; if Valkey is down, keep retrying in the
-        background (until then every read goes to Valkey, so nothing stale is served)."""
-        try:
-            await self._cache.init()
-        except Exception as exc:
-            log.error("valkey: client-side cache not started (%s); retrying", exc)
-            self._retry = asyncio.create_task(self._retry_init(retry_interval))
-
-    async def _retry_init(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._cache.init()
-            except Exception as exc:
-                log.warning("valkey: client-side cache still not started: %s", exc)
-                continue
-            log.warning("valkey: client-side cache started")
-            return
+    async def init(self) -> None:
+        """Start the L1 listener; if Valkey is down it keeps retrying in the background and
+        every read goes to Valkey meanwhile."""
+        await self.l1.start(self._wait)
 
     async def close(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._retry
-        # cashews awaits its listener, which may sit in a 10 s reconnect sleep: cancel it first.
-        task = getattr(self.l1, "_listen_task", None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            self.l1._listen_task = None  # type: ignore[attr-defined]
-        await self._cache.close()
+        await self.l1.close()
         await self.client.aclose()
 
     @property
     def l1_active(self) -> bool:
-        """True while the invalidation listener runs (L1 in use)."""
-        return bool(getattr(self.l1, "_listen_started", None) and self.l1._listen_started.is_set())
+        return self.l1.live
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -195,42 +218,25 @@ class SessionStore:
         """A new family with one access session and one refresh token."""
         sid = str(uuid4())
         refresh = secrets.token_urlsafe(32)
-        await self._write(sid, sub, email, jti, refresh)
-        return NewSession(sid=sid, refresh_token=refresh)
-
-    async def _write(self, sid: str, sub: str, email: str, jti: str, refresh: str) -> None:
-        rkey = _REFRESH + _digest(refresh)
-        fkey = _FAMILY + sid
-        await self.l1.set(jti, _encode(SessionData(sid=sid, sub=sub)), expire=self._access_ttl)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(
-            rkey, _encode(RefreshData(sid=sid, sub=sub, email=email, jti=jti)), ex=self._refresh_ttl
+        rdigest = digest(refresh)
+        await self._open(
+            keys=[SESSION_PREFIX + jti, REFRESH_PREFIX + rdigest, FAMILY_PREFIX + sid],
+            args=[
+                _encode(SessionData(sid=sid, sub=sub)),
+                _encode(RefreshData(sid=sid, sub=sub, email=email, jti=jti)),
+                jti,
+                rdigest,
+                self._access_ttl,
+                self._refresh_ttl,
+                self._lifetime,
+            ],
         )
-        pipe.sadd(fkey, SESSION_PREFIX + jti, rkey, _USED + rkey[len(_REFRESH) :])
-        pipe.expire(fkey, self._refresh_ttl)
-        await pipe.execute()
+        return NewSession(sid=sid, refresh_token=refresh)
 
     # --- refresh rotation ------------------------------------------------------------------
 
-    async def rotate(self, refresh: str, data: RefreshData, new_jti: str) -> str | None:
-        """Consume ``refresh`` (already looked up as ``data``); a new refresh token bound to
-        ``new_jti``, or None when the family was revoked meanwhile.
-
-        RefreshReuse (after revoking the whole family) when the token was already rotated.
-        """
-        first = await self.client.set(_USED + _digest(refresh), b"1", nx=True, ex=self._refresh_ttl)
-        if not first:
-            await self.revoke_family(data.sid)
-            raise RefreshReuse
-        if not await self.client.exists(_FAMILY + data.sid):
-            return None  # family revoked meanwhile (logout)
-        new_refresh = secrets.token_urlsafe(32)
-        await self.l1.delete(data.jti)  # the access token of the rotated pair ends now
-        await self._write(data.sid, data.sub, data.email, new_jti, new_refresh)
-        return new_refresh
-
     async def lookup_refresh(self, refresh: str) -> RefreshData | None:
-        raw = await self.client.get(_REFRESH + _digest(refresh))
+        raw = await self.client.get(REFRESH_PREFIX + digest(refresh))
         if raw is None:
             return None
         try:
@@ -238,17 +244,56 @@ class SessionStore:
         except msgspec.DecodeError:
             return None
 
+    async def rotate(self, refresh: str, data: RefreshData, new_jti: str) -> str:
+        """Consume ``refresh`` (looked up as ``data``): the new refresh token, bound to the
+        new access session ``new_jti``, written in the same script.
+
+        RefreshReuse (the family is then revoked) when ``refresh`` was already rotated;
+        FamilyRevoked when the family was revoked or ended meanwhile.
+        """
+        new_refresh = secrets.token_urlsafe(32)
+        new_digest = digest(new_refresh)
+        old_digest = digest(refresh)
+        answer = await self._rotate(
+            keys=[
+                REFRESH_PREFIX + old_digest,
+                FAMILY_PREFIX + data.sid,
+                TOMBSTONE_PREFIX + data.sid,
+                SESSION_PREFIX + new_jti,
+                REFRESH_PREFIX + new_digest,
+            ],
+            args=[
+                old_digest,
+                new_digest,
+                new_jti,
+                _encode(SessionData(sid=data.sid, sub=data.sub)),
+                _encode(RefreshData(sid=data.sid, sub=data.sub, email=data.email, jti=new_jti)),
+                self._access_ttl,
+                self._refresh_ttl,
+            ],
+        )
+        verdict = _text(answer[0])
+        ended = [_text(j) for j in answer[1:2] if j]
+        if ended:
+            self.l1.drop(*ended)
+        if verdict == "ok":
+            return new_refresh
+        if verdict == "reuse":
+            raise RefreshReuse
+        raise FamilyRevoked
+
     # --- revocation ------------------------------------------------------------------------
 
     async def revoke_family(self, sid: str) -> None:
-        """End every access session and refresh token of one login, at once, everywhere."""
-        fkey = _FAMILY + sid
-        members: set[Any] = await self.client.smembers(fkey)
-        names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-        jtis = [n[len(SESSION_PREFIX) :] for n in names if n.startswith(SESSION_PREFIX)]
-        others = [n for n in names if not n.startswith(SESSION_PREFIX)]
-        if jtis:
-            # Through cashews: marks this process's L1 at once; Valkey's tracking broadcast
-            # drops the L1 copy in every other process.
-            await self.l1.delete_many(*jtis)
-        await self.client.delete(fkey, *others)
+        """End every access session and refresh token of one login, at once, everywhere; a
+        rotation racing this one either ran before (its pair is deleted here) or finds the
+        tombstone."""
+        jti = await self._revoke(
+            keys=[FAMILY_PREFIX + sid, TOMBSTONE_PREFIX + sid], args=[self._refresh_ttl]
+        )
+        if jti:
+            self.l1.drop(_text(jti))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

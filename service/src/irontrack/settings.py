@@ -58,16 +58,48 @@ class Settings(BaseSettings):
         default=False, description="Generate a missing key pair at start (development only)."
     )
     jwt_issuer: str | None = Field(default=None, description="Optional `iss` claim.")
+    jwt_audience: str = Field(
+        default="irontrack", min_length=1, description="`aud` claim, signed and required."
+    )
     access_token_ttl: PositiveInt = Field(default=1800, description="Access token life, s.")
     refresh_token_ttl: PositiveInt = Field(default=7 * 86400, description="Refresh life, s.")
+    session_max_lifetime: PositiveInt = Field(
+        default=30 * 86400,
+        description="Absolute life of a login, s: no rotation extends a session beyond it.",
+    )
 
     db_pool_size: PositiveInt = 10
     db_max_overflow: Annotated[int, Field(ge=0)] = 5
     db_pool_timeout: Annotated[float, Field(gt=0)] = 5.0
     db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+    db_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
     health_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
+    valkey_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
+    valkey_max_connections: PositiveInt = 64
+    valkey_pool_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
 
     hash_workers: PositiveInt = Field(default_factory=default_hash_workers)
+    hash_queue: Annotated[int, Field(ge=0)] = Field(
+        default=16,
+        description="Argon2id jobs that may wait per worker beyond the busy threads; more: 503.",
+    )
+    hash_retry_after: PositiveInt = Field(default=1, description="Retry-After of that 503, s.")
+    login_throttle: bool = True
+    login_free_failures: Annotated[int, Field(ge=0)] = Field(
+        default=5, description="Failed logins per account or address before backoff starts."
+    )
+    login_backoff_base: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="First backoff, s; doubles with every further failure."
+    )
+    login_backoff_max: Annotated[float, Field(gt=0)] = Field(default=900.0)
+    login_failure_window: PositiveInt = Field(
+        default=3600, description="A failure counter is forgotten this long after its last use."
+    )
+    client_ip_header: str | None = Field(
+        default="x-real-ip",
+        description="Header the proxy sets to the client address; read only when the peer is "
+        "a unix socket or loopback.",
+    )
     argon2_time_cost: PositiveInt = 3
     argon2_memory_cost: Annotated[int, Field(ge=8)] = 65536
     argon2_parallelism: PositiveInt = 1
@@ -79,9 +111,17 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     cookie_domain: str | None = None
     access_log: bool = True
+    docs_enabled: bool = Field(
+        default=False, description="Serve /docs and /openapi.json (off in production)."
+    )
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
     l1_size: PositiveInt = 10000
     l1_max_ttl: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("client_ip_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        return value.strip().lower() or None if value is not None else None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -107,6 +147,8 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.password_min_length > self.password_max_length:
             raise ValueError("password_min_length exceeds password_max_length")
+        if self.session_max_lifetime < self.access_token_ttl:
+            raise ValueError("session_max_lifetime is shorter than access_token_ttl")
         if self.cookie_samesite == "none" and not self.cookie_secure:
             raise ValueError("cookie_samesite=none requires cookie_secure=true")
         return self

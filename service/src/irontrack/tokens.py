@@ -14,6 +14,7 @@ from uuid_utils import uuid4
 from .keys import KeyPair
 
 ALGORITHM = "Ed25519"
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068: an access token, not an ID token or another JWT of ours
 _ALGORITHMS = (ALGORITHM,)
 _MAX_TOKEN_LENGTH = 2048
 
@@ -36,11 +37,19 @@ class IssuedToken:
 class TokenService:
     """Signs and verifies access tokens; key objects are built once, at start."""
 
-    def __init__(self, keys: KeyPair, ttl: int, issuer: str | None = None, cache_size: int = 10000):
+    def __init__(
+        self,
+        keys: KeyPair,
+        ttl: int,
+        issuer: str | None = None,
+        audience: str = "irontrack",
+        cache_size: int = 10000,
+    ):
         self._private = OKPKey.import_key(keys.private_pem)
         self._public = OKPKey.import_key(keys.public_pem)
         self.kid = self._public.thumbprint()
-        self._header = {"alg": ALGORITHM, "kid": self.kid}
+        self._header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": self.kid}
+        self._audience = audience
         self._ttl = ttl
         self._issuer = issuer
         # Verified token -> claims. A token string is immutable and its signature was checked
@@ -60,6 +69,7 @@ class TokenService:
             "iat": claims.iat,
             "exp": claims.exp,
             "jti": claims.jti,
+            "aud": self._audience,
         }
         if self._issuer:
             payload["iss"] = self._issuer
@@ -82,6 +92,11 @@ class TokenService:
         except (JoseError, ValueError, TypeError, UnicodeError):
             return None
         if decoded.header.get("alg") != ALGORITHM:  # defence in depth; joserfc enforces it
+            return None
+        if decoded.header.get("typ") != TOKEN_TYPE:
+            return None
+        aud = decoded.claims.get("aud")
+        if not (aud == self._audience or (isinstance(aud, list) and self._audience in aud)):
             return None
         claims = _claims(decoded.claims, now, self._issuer)
         if claims is None:

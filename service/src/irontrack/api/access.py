@@ -5,42 +5,44 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
-from sqlalchemy import func, select
+from fastapi import APIRouter, Body, Depends, Request
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import load_only, raiseload
 from starlette.responses import Response
 from uuid_utils.compat import uuid7
 
+from ..answers import NO_STORE_HEADERS, UNAUTHORIZED_HEADERS, me_answer, retry_after
 from ..auth import ACCESS_COOKIE, REFRESH_COOKIE, access_token_from, refresh_token_from
-from ..edge import me_answer
+from ..emails import normalize_email
 from ..models import EMAIL_UNIQUE_INDEX, User
 from ..responses import MsgspecResponse, PreEncodedResponse, error
 from ..schemas import Detail, ProfileOut, RefreshRequest, TokenOut, UserOut, credentials_model
-from ..services import Services
-from ..sessions import RefreshReuse
+from ..services import Services, get_services
+from ..sessions import FamilyRevoked, RefreshReuse
+from ..settings import Settings
+from ..throttle import client_address
 
 PREFIX = "/api/v1/access"
-_UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+SVC = Annotated[Services, Depends(get_services)]
 
 # Documentation only (schemes declared in app.py): how the access token may be presented.
 _SECURITY: list[dict[str, list[str]]] = [{"accessCookie": []}, {"bearer": []}]
 
 
 def _unauthorized(detail: str) -> MsgspecResponse:
-    return error(401, detail, _UNAUTHORIZED_HEADERS)
+    return error(401, detail, UNAUTHORIZED_HEADERS)
 
 
 def _is_unique_email_violation(exc: IntegrityError) -> bool:
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(
-        getattr(orig, "__cause__", None), "sqlstate", None
-    )
-    return sqlstate == "23505" and EMAIL_UNIQUE_INDEX in str(orig)
+    """By SQLSTATE and the index's name (asyncpg's ``constraint_name``), never message text."""
+    chain = (exc.orig, getattr(exc.orig, "__cause__", None))
+    states = {getattr(c, "sqlstate", None) for c in chain}
+    names = {getattr(c, "constraint_name", None) for c in chain}
+    return "23505" in states and EMAIL_UNIQUE_INDEX in names
 
 
-def build_router(svc: Services) -> APIRouter:
-    settings = svc.settings
+def build_router(settings: Settings) -> APIRouter:
     Credentials: Any = credentials_model(settings)
     cookie_kw: dict[str, Any] = {
         "httponly": True,
@@ -74,6 +76,11 @@ def build_router(svc: Services) -> APIRouter:
             "refresh_expires_in": settings.refresh_token_ttl,
         }
 
+    def token_response(access: str, refresh: str) -> Response:
+        response = MsgspecResponse(token_body(access, refresh), headers=NO_STORE_HEADERS)
+        set_auth_cookies(response, access, refresh)
+        return response
+
     @router.post(
         "/signup",
         status_code=201,
@@ -85,9 +92,11 @@ def build_router(svc: Services) -> APIRouter:
         },
         summary="Create a user (Argon2id hash in the worker pool, one INSERT)",
     )
-    async def signup(credentials: Annotated[Credentials, Body()]) -> Response:  # type: ignore[valid-type]
+    async def signup(svc: SVC, credentials: Annotated[Credentials, Body()]) -> Response:  # type: ignore[valid-type]
+        svc.passwords.admit()
         password_hash = await svc.passwords.hash(credentials.password)
-        user = User(id=uuid7(), email=credentials.email, password_hash=password_hash)
+        email = normalize_email(credentials.email)
+        user = User(id=uuid7(), email=email, password_hash=password_hash)
         async with svc.sessionmaker() as db:
             db.add(user)
             try:
@@ -105,25 +114,38 @@ def build_router(svc: Services) -> APIRouter:
         responses={
             200: {"model": TokenOut, "description": "Logged in; cookies set"},
             401: {"model": Detail, "description": "Wrong email or password"},
+            429: {
+                "model": Detail,
+                "description": "Too many failed logins for this account or address; "
+                "Retry-After says when to try again",
+            },
         },
         summary="Verify the password, open a session, issue an Ed25519 JWT and a refresh token",
     )
-    async def login(credentials: Annotated[Credentials, Body()]) -> Response:  # type: ignore[valid-type]
+    async def login(
+        svc: SVC, request: Request, credentials: Annotated[Credentials, Body()]
+    ) -> Response:  # type: ignore[valid-type]
+        svc.passwords.admit()  # saturated: 503 now, before any Valkey or database work
+        email = normalize_email(credentials.email)
+        keys = svc.throttle.keys(email, client_address(request.scope, settings.client_ip_header))
+        wait = await svc.throttle.wait(keys)
+        if wait > 0:
+            return error(429, "too many failed logins; try again later", retry_after(wait))
         stmt = (
             select(User)
             .options(load_only(User.id, User.email, User.password_hash), raiseload("*"))
-            .where(func.lower(User.email) == credentials.email.lower())
+            .where(User.email == email)
         )
         async with svc.sessionmaker() as db:
             user = (await db.execute(stmt)).scalar_one_or_none()
         stored = user.password_hash if user is not None else None
         if not await svc.passwords.verify(credentials.password, stored) or user is None:
+            await svc.throttle.failed(keys)
             return _unauthorized("invalid email or password")
+        await svc.throttle.succeeded(keys[0])
         issued = svc.tokens.issue(str(user.id), user.email)
         opened = await svc.sessions.open(str(user.id), user.email, issued.claims.jti)
-        response = MsgspecResponse(token_body(issued.token, opened.refresh_token))
-        set_auth_cookies(response, issued.token, opened.refresh_token)
-        return response
+        return token_response(issued.token, opened.refresh_token)
 
     @router.get(
         "/me",
@@ -136,7 +158,7 @@ def build_router(svc: Services) -> APIRouter:
         openapi_extra={"security": _SECURITY},
         summary="The current user (JWT verified, session checked L1 → Valkey; no database)",
     )
-    async def me(request: Request) -> Response:
+    async def me(svc: SVC, request: Request) -> Response:
         status, body, extra = await me_answer(svc, request.scope)
         headers = {k.decode(): v.decode() for k, v in extra}
         return PreEncodedResponse(body, status_code=status, headers=headers)
@@ -155,7 +177,7 @@ def build_router(svc: Services) -> APIRouter:
         summary="Rotate the refresh token (from the body or the refresh_token cookie)",
     )
     async def refresh(
-        request: Request, body: Annotated[RefreshRequest | None, Body()] = None
+        svc: SVC, request: Request, body: Annotated[RefreshRequest | None, Body()] = None
     ) -> Response:
         token = (body.refresh_token if body is not None else None) or refresh_token_from(
             request.scope
@@ -172,11 +194,9 @@ def build_router(svc: Services) -> APIRouter:
             response = _unauthorized("refresh token reuse detected; session revoked")
             _clear(response)
             return response
-        if new_refresh is None:
+        except FamilyRevoked:
             return _unauthorized("invalid refresh token")
-        response = MsgspecResponse(token_body(issued.token, new_refresh))
-        set_auth_cookies(response, issued.token, new_refresh)
-        return response
+        return token_response(issued.token, new_refresh)
 
     def _clear(response: Response) -> None:
         response.delete_cookie(ACCESS_COOKIE, path="/", **cookie_kw)
@@ -194,7 +214,7 @@ def build_router(svc: Services) -> APIRouter:
         summary="Revoke the session (access token, or refresh token in body/cookie)",
     )
     async def logout(
-        request: Request, body: Annotated[RefreshRequest | None, Body()] = None
+        svc: SVC, request: Request, body: Annotated[RefreshRequest | None, Body()] = None
     ) -> Response:
         sid: str | None = None
         token = access_token_from(request.scope)
@@ -215,7 +235,7 @@ def build_router(svc: Services) -> APIRouter:
         if sid is None:
             return _unauthorized("not authenticated")
         await svc.sessions.revoke_family(sid)
-        response = Response(status_code=204)
+        response = Response(status_code=204, headers=NO_STORE_HEADERS)
         _clear(response)
         return response
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from sqlalchemy import text
 from starlette.responses import Response
 
-from ..edge import PONG
+from ..answers import PONG
 from ..responses import MsgspecResponse, PreEncodedResponse, encode
 from ..schemas import HealthDown, HealthOut, Ping
-from ..services import Services
+from ..services import Services, get_services
+from ..settings import Settings
 
 log = logging.getLogger("irontrack.health")
 _HEALTHY = encode({"status": "ok", "components": {"postgresql": "ok", "valkey": "ok"}})
@@ -26,9 +27,9 @@ def _consume(task: asyncio.Future[object]) -> None:
         task.exception()
 
 
-def build_router(svc: Services) -> APIRouter:
+def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["health"])
-    timeout = svc.settings.health_timeout
+    timeout = settings.health_timeout
 
     @router.get("/ping", response_model=None, responses={200: {"model": Ping}})
     async def ping() -> Response:
@@ -50,7 +51,7 @@ def build_router(svc: Services) -> APIRouter:
             return "error"
         return "ok"
 
-    async def postgresql() -> None:
+    async def postgresql(svc: Services) -> None:
         async with svc.engine.connect() as conn:
             await conn.execute(_SELECT_1)
 
@@ -63,9 +64,9 @@ def build_router(svc: Services) -> APIRouter:
         },
         summary="PostgreSQL SELECT 1 and Valkey PING, each with a short timeout",
     )
-    async def health() -> Response:
+    async def health(svc: Annotated[Services, Depends(get_services)]) -> Response:
         pg, vk = await asyncio.gather(
-            check("postgresql", postgresql()), check("valkey", svc.sessions.ping())
+            check("postgresql", postgresql(svc)), check("valkey", svc.sessions.ping())
         )
         if pg == "ok" and vk == "ok":
             return PreEncodedResponse(_HEALTHY)
