@@ -48,8 +48,14 @@ def wheel_hashes(wheelhouse: Path) -> dict[str, str]:
     }
 
 
-def test_two_builds_of_one_commit_are_the_same_release_byte_for_byte(tmp_path: Path) -> None:
-    first = build(tmp_path / "one")
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return build(tmp_path_factory.mktemp("one"))
+
+
+def test_two_builds_of_one_commit_are_the_same_release_byte_for_byte(
+    first: dict, tmp_path: Path
+) -> None:
     second = build(tmp_path / "two", "--no-pip-cache")  # downloaded again from PyPI
 
     assert first["release"] == second["release"]
@@ -78,20 +84,22 @@ def test_two_builds_of_one_commit_are_the_same_release_byte_for_byte(tmp_path: P
     assert {c["name"] for c in sbom["components"]} >= {"granian", "fastapi", "cryptography"}
 
 
-def test_a_changed_lock_is_a_new_release(tmp_path: Path) -> None:
+def test_a_changed_lock_is_a_new_release(first: dict, tmp_path: Path) -> None:
     source = tmp_path / "service"
     shutil.copytree(
         ROOT / "service", source, ignore=shutil.ignore_patterns(".venv", "__pycache__", ".run")
     )
-    base = build(tmp_path / "cache")
     text = (source / "requirements.lock").read_text()
     (source / "requirements.lock").write_text(text.replace("# via", "#  via", 1))
+    cache = Path(first["wheelhouse"]).parents[1]
     changed = subprocess.run(
-        [sys.executable, str(BUILD), "--source", str(source), "--cache", str(tmp_path / "cache"),
+        [sys.executable, str(BUILD), "--source", str(source), "--cache", str(cache),
          "--extras", "uvicorn"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert json.loads(changed.stdout)["release"] != base["release"]
+    result = json.loads(changed.stdout)
+    assert result["release"] != first["release"]
+    assert result["wheel_sha256"] == first["wheel_sha256"]  # same code, another lock
 
 
 def test_lock_check_notices_a_dependency_edited_without_make_lock(tmp_path: Path) -> None:
