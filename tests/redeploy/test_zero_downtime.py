@@ -40,13 +40,15 @@ def live_state(host) -> dict[str, str]:
 
 def deploy(host, source: Path | None, *extra: str) -> subprocess.CompletedProcess:
     inventory = os.environ.get("IRONTRACK_INVENTORY", str(REPO / "inventories" / "local"))
+    # The local inventory has one host, `irontrack-local`, whose container is
+    # $IRONTRACK_INSTANCE: no --limit there (the container name is not the inventory name).
+    local = Path(inventory).resolve() == (REPO / "inventories" / "local").resolve()
     command = [
         "ansible-playbook",
         "-i",
         inventory,
         str(REPO / "playbooks" / "deploy.yml"),
-        "--limit",
-        host.backend.get_hostname(),
+        *([] if local else ["--limit", host.backend.get_hostname()]),
         *shlex.split(os.environ.get("IRONTRACK_DEPLOY_ARGS", "")),
     ]
     if source is not None:
