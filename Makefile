@@ -17,7 +17,7 @@ LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
 .PHONY: help deps image up down converge smoke tune bench bench-service test lint test-service \
-        test-roles test-host test-redeploy molecule run clean
+        test-roles test-host test-redeploy molecule run clean lock lock-upgrade audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,11 +49,21 @@ tune: deps ## re-tune the local host (kernel + planner settings only)
 bench: deps ## run the report's benchmark scenarios on the local host (results/<date>_<host>/)
 	IRONTRACK_BENCH_COMMAND="make bench" ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
 
-test: deps lint test-service test-roles molecule ## every test
+test: deps lint audit test-service test-roles molecule ## every test
+
+lock: deps ## re-resolve the locks after a pyproject.toml change (keeps existing pins; PyPI only)
+	python scripts/lock.py compile
+
+lock-upgrade: deps ## re-resolve every pin of both locks to the newest allowed version
+	python scripts/lock.py compile --upgrade
+
+audit: deps ## pip-audit both locks (known vulnerabilities; reviewed exceptions: audit-ignore.toml)
+	python scripts/audit.py
 
 lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check
 	ruff check .
 	ruff format --check .
+	python scripts/lock.py check
 	python scripts/role-docs.py --check
 	ansible-lint --nocolor
 	for p in $(PLAYBOOKS); do ansible-playbook -i inventories/production --syntax-check "$$p"; done
@@ -61,7 +71,7 @@ lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check
 test-service: deps ## service tests against real PostgreSQL 18, PgBouncer and Valkey
 	pytest tests/service
 
-test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18, bench tooling
+test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18, bench tooling, releases
 	pytest tests/roles tests/tools
 
 molecule: image ## create → converge → idempotence → verify (testinfra + smoke) → destroy

@@ -55,16 +55,21 @@ done
 
 "$here/dockerd.sh"
 
+# The virtualenv runs on Debian 12's own python3 (3.11.2), the interpreter the production
+# host runs the service on, so the service tests run on exactly that one (README: Python).
+# Its packages come from requirements-dev.lock, hashes required (make lock rewrites it).
+python=${IRONTRACK_PYTHON:-/usr/bin/python3}
 stamp="$venv/.irontrack-stamp"
-want=$(cat "$repo/pyproject.toml" "$repo/service/pyproject.toml" 2>/dev/null | sha256sum | cut -c1-16)
+want=$( (cat "$repo/requirements-dev.lock" "$repo/service/pyproject.toml"; "$python" -VV) | sha256sum | cut -c1-16)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "creating the virtualenv $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --upgrade 'pip>=25.1'
-    "$venv/bin/pip" install -q --group "$repo/pyproject.toml:dev"
-    if [ -f "$repo/service/pyproject.toml" ]; then
-        "$venv/bin/pip" install -q -e "$repo/service[test,uvicorn]"
-    fi
+    log "creating the virtualenv $venv ($("$python" -V) from $python, requirements-dev.lock)"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps \
+        -r "$repo/requirements-dev.lock"
+    # The service itself, editable, built by the locked hatchling (no unpinned build env).
+    "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo/service"
+    "$venv/bin/pip" check >/dev/null
     echo "$want" >"$stamp"
 fi
 log "ready"

@@ -103,6 +103,8 @@ def test_health_through_the_socket(host):
     answer = json.loads(body)
     assert answer["status"] == "ok"
     assert answer["components"] == {"postgresql": "ok", "valkey": "ok"}
+    release = PurePosixPath(host.file(f"{INSTALL_DIR}/current").linked_to).name
+    assert answer["release"] == release, "the serving process must name the live release"
 
 
 def test_live_slot_runs_the_current_release(host, live_slot):
@@ -183,3 +185,43 @@ def test_env_file_and_keys(host):
     public = host.file(PUBLIC_KEY)
     assert public.mode == 0o644
     assert public.contains("BEGIN PUBLIC KEY")
+
+
+def test_live_release_records_its_commit_lock_and_versions(host, live_slot):
+    """The release names its lock (and its hash), the installed versions match the lock, and
+    it runs on the interpreter the lock targets (Debian 12's python3)."""
+    release = host.file(f"{INSTALL_DIR}/slots/{live_slot}").linked_to
+    info = json.loads(host.file(f"{release}/release.json").content_string)
+    assert info["release"] == PurePosixPath(release).name
+    assert info["lock"] == "requirements.lock"
+    lock_sum = host.check_output(f"sha256sum {release}/requirements.lock").split()[0]
+    assert info["lock_sha256"] == lock_sum
+    assert len(info["commit"]) == 40 or info["commit"] == "unknown"
+    frozen = {}
+    for line in host.file(f"{release}/pip-freeze.txt").content_string.splitlines():
+        if "==" in line:
+            name, version = line.split("==", 1)
+            frozen[name.lower().replace("_", "-")] = version
+    for name, version in info["packages"].items():
+        assert frozen.get(name.lower().replace("_", "-")) == version, name
+    assert host.file(f"{release}/sbom.cdx.json").exists
+    python = host.check_output(
+        f"{release}/bin/python -c 'import platform; print(platform.python_version())'"
+    )
+    assert python == info["target_python"]
+    base = host.check_output(f"readlink -f {release}/bin/python")
+    assert base == "/usr/bin/python3.11", base
+
+
+def test_live_release_imports_and_checks_its_dependencies(host, live_slot):
+    """A smoke of the installed release on the host's own interpreter: pip's consistency check
+    and an import of the app with every locked C extension it loads."""
+    release = host.file(f"{INSTALL_DIR}/slots/{live_slot}").linked_to
+    host.run_expect([0], f"{release}/bin/pip --isolated check")
+    code = (
+        "import irontrack.app, granian, uvloop, asyncpg, argon2, cryptography, msgspec, "
+        "pydantic_core, uuid_utils, httptools, sqlalchemy; print('ok')"
+    )
+    result = host.run(f'{release}/bin/python -c "{code}"')
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "ok"

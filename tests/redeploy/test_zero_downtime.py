@@ -38,19 +38,22 @@ def live_state(host) -> dict[str, str]:
     return {"slot": slot, "release": release}
 
 
-def deploy(host, source: Path | None) -> subprocess.CompletedProcess:
+def deploy(host, source: Path | None, *extra: str) -> subprocess.CompletedProcess:
     inventory = os.environ.get("IRONTRACK_INVENTORY", str(REPO / "inventories" / "local"))
+    # The local inventory has one host, `irontrack-local`, whose container is
+    # $IRONTRACK_INSTANCE: no --limit there (the container name is not the inventory name).
+    local = Path(inventory).resolve() == (REPO / "inventories" / "local").resolve()
     command = [
         "ansible-playbook",
         "-i",
         inventory,
         str(REPO / "playbooks" / "deploy.yml"),
-        "--limit",
-        host.backend.get_hostname(),
+        *([] if local else ["--limit", host.backend.get_hostname()]),
         *shlex.split(os.environ.get("IRONTRACK_DEPLOY_ARGS", "")),
     ]
     if source is not None:
         command += ["-e", f"app_source_dir={source}"]
+    command += extra
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
 
 
@@ -63,6 +66,7 @@ def service_variant(tmp_path: Path, broken: bool = False) -> Path:
     """The repository's service with one marker comment: same behaviour, a new release.
     `broken`: the ASGI app cannot be imported (the release can never start)."""
     variant = tmp_path / "service"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copytree(
         REPO / "service",
         variant,

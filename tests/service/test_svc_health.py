@@ -9,6 +9,7 @@ import httpx
 import pytest
 from conftest import PASSWORD, me, unique_email
 from harness import Server, Stack, Valkey
+from irontrack.release import current_release
 
 
 def _poll_health(http: httpx.Client, want: int, within: float) -> httpx.Response:
@@ -23,7 +24,11 @@ def _poll_health(http: httpx.Client, want: int, within: float) -> httpx.Response
 def test_health_ok(client: httpx.Client) -> None:
     answer = client.get("/health")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "components": {"postgresql": "ok", "valkey": "ok"}}
+    assert answer.json() == {
+        "status": "ok",
+        "components": {"postgresql": "ok", "valkey": "ok"},
+        "release": current_release(),
+    }
 
 
 @pytest.fixture

@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
-"""Build the IronTrack release on the controller: the service wheel and a wheelhouse.
+"""Build the IronTrack release on the controller: the service wheel and a locked wheelhouse.
 
-The release name is the package version plus a short hash of the wheel's RECORD (the
-sha256 of every file in the wheel), so the same code always gives the same release and
-any change gives a new one, whatever the build timestamps. The dependency wheelhouse is
-cached under CACHE/deps/<key>, the key hashing the service's pyproject.toml, the Python
-version and the machine, so a run with unchanged dependencies downloads nothing.
+The dependency wheelhouse is downloaded from the service's lock (SOURCE/requirements.lock,
+written by `make lock` for the production host's Python and platform) with
+`pip download --require-hashes --no-deps --only-binary :all:` for that target, whatever the
+controller's own Python: every wheel is checked against the lock's sha256, so two builds of one
+lock are the same files byte for byte. It is cached under CACHE/deps/<sha256 of the lock>.
 
-The controller's Python may differ from the host's in its micro version (3.11.7 here,
-3.11.2 on Debian 12), and some requirements carry markers such as
-`python_full_version < "3.11.3"`, so the wheelhouse is completed for the host's exact
-version (--target-python): every requirement the host will evaluate as needed is checked
-and any missing one is fetched.
+The service wheel is built by the controller's (locked) hatchling, without an isolated build
+environment. The release name is the package version plus a short hash of the wheel's RECORD
+(the sha256 of every file in it) and of the lock: the same code on the same lock is the same
+release; any change of either is a new one.
 
-Prints one JSON object: release, version, wheel, wheelhouse, python, machine.
+Next to the wheel the release records what it is: release.json (release, commit, lock sha256,
+target, wheel sha256, wheelhouse manifest), requirements.txt (the lock plus the service wheel
+with its hash: what the host installs with --require-hashes --no-index), the lock itself and a
+CycloneDX SBOM (cyclonedx-py, reproducible output).
+
+Prints one JSON object: release, version, wheel, wheelhouse, wheelhouse_archive, metadata,
+target_python, target_platform, machine.
 """
 
 from __future__ import annotations
@@ -21,34 +26,38 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
-from email.parser import HeaderParser
 from pathlib import Path
 
-try:
-    from packaging.markers import default_environment
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-except ImportError:  # pragma: no cover - a controller without packaging: pip's copy
-    from pip._vendor.packaging.markers import default_environment
-    from pip._vendor.packaging.requirements import Requirement
-    from pip._vendor.packaging.utils import canonicalize_name
-
 PIP = ["-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
+LOCK_NAME = "requirements.lock"
+TARGET = re.compile(r"^# target: python (\d+\.\d+\.\d+) (\w+)-manylinux_(\d+)_(\d+) ")
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 
 
-def run_pip(python: str, *args: str) -> None:
+def run(command: list[str], env: dict[str, str] | None = None) -> str:
     # An argv list (no shell); the interpreter is the operator's own app_controller_python.
-    command = [python, *PIP, *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)  # noqa: S603
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
-        raise SystemExit(f"pip {args[0]} failed ({result.returncode})")
+        raise SystemExit(f"build_release: {' '.join(command[:4])} … failed ({result.returncode})")
+    return result.stdout
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def wheel_digest(wheel: Path) -> str:
@@ -58,106 +67,94 @@ def wheel_digest(wheel: Path) -> str:
         return hashlib.sha256(archive.read(record)).hexdigest()
 
 
-def interpreter_facts(python: str) -> tuple[str, str]:
-    code = "import platform,sys;print('%d.%d' % sys.version_info[:2], platform.machine())"
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
-    version, machine = out.stdout.split()
-    return version, machine
+def lock_facts(lock: Path) -> dict:
+    """Target (python, machine, glibc), pins and their hashes, from the lock."""
+    target = None
+    pins: dict[str, str] = {}
+    hashes: set[str] = set()
+    for line in lock.read_text().splitlines():
+        match = TARGET.match(line)
+        if match:
+            target = match.groups()
+        pin = PIN.match(line)
+        if pin:
+            pins[pin.group(1)] = pin.group(2)
+        hashes.update(HASH.findall(line))
+    if target is None:
+        raise SystemExit(f"build_release: {lock} names no `# target:` (write it with make lock)")
+    python, machine, glibc_major, glibc_minor = target
+    return {
+        "python": python,
+        "machine": machine,
+        "glibc": (int(glibc_major), int(glibc_minor)),
+        "pins": pins,
+        "hashes": hashes,
+    }
 
 
-def full_version(python: str) -> str:
-    code = "import platform;print(platform.python_version())"
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
-    return out.stdout.strip()
+def platform_args(machine: str, glibc: tuple[int, int]) -> list[str]:
+    """pip takes --platform literally: list every manylinux tag the host's glibc accepts."""
+    major, minor = glibc
+    tags = [f"manylinux_{major}_{m}_{machine}" for m in range(minor, 4, -1)]
+    tags += [f"manylinux{legacy}_{machine}" for legacy in ("2014", "2010", "1")]
+    return [arg for tag in tags for arg in ("--platform", tag)]
 
 
-def deps_key(source: Path, extras: str, version: str, machine: str) -> str:
-    digest = hashlib.sha256()
-    for name in ("pyproject.toml", "requirements.lock", "constraints.txt"):
-        path = source / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes())
-    digest.update(f"{extras}|{version}|{machine}".encode())
-    return digest.hexdigest()[:16]
+def download_wheelhouse(python: str, lock: Path, facts: dict, dest: Path, cache: bool) -> None:
+    """Exactly the lock's wheels for the target, each checked against its sha256."""
+    version = ".".join(facts["python"].split(".")[:2])
+    abi = "cp" + version.replace(".", "")
+    command = [
+        python,
+        *PIP,
+        "--isolated",  # no user/site pip configuration: only PyPI and the lock decide
+        "download",
+        "--require-hashes",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        *platform_args(facts["machine"], facts["glibc"]),
+        "--python-version",
+        version,
+        "--implementation",
+        "cp",
+        "--abi",
+        abi,
+        "--dest",
+        str(dest),
+        "--requirement",
+        str(lock),
+    ]
+    if not cache:
+        command.insert(command.index("download") + 1, "--no-cache-dir")
+    run(command)
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != len(facts["pins"]):
+        raise SystemExit(
+            f"build_release: {len(wheels)} wheels for {len(facts['pins'])} pins in {lock}"
+        )
+    for wheel in wheels:
+        if sha256(wheel) not in facts["hashes"]:
+            raise SystemExit(f"build_release: {wheel.name} is not a file of {lock}")
 
 
-def wheel_requirements(wheel: Path) -> list[Requirement]:
-    with zipfile.ZipFile(wheel) as archive:
-        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
-        headers = HeaderParser().parsestr(archive.read(metadata).decode())
-    return [Requirement(line) for line in headers.get_all("Requires-Dist") or []]
+def manifest(wheelhouse: Path) -> str:
+    """`sha256  name` of every wheel, sorted: the identity of a wheelhouse."""
+    return "".join(f"{sha256(w)}  {w.name}\n" for w in sorted(wheelhouse.glob("*.whl")))
 
 
-def missing_requirements(wheelhouse: Path, root: Path, extras: str, target: str) -> list[str]:
-    """Requirements the host (Python `target`) needs that the wheelhouse does not hold."""
-    environment = default_environment()
-    environment.update(
-        python_full_version=target,
-        python_version=".".join(target.split(".")[:2]),
-        implementation_version=target,
-    )
-    wheels = {canonicalize_name(w.name.split("-")[0]): w for w in wheelhouse.glob("*.whl")}
-    wanted: dict[str, set[str]] = {}
-    queue: list[tuple[Path, set[str]]] = [(root, {e for e in extras.split(",") if e})]
-    missing: list[str] = []
-    while queue:
-        wheel, wheel_extras = queue.pop()
-        for requirement in wheel_requirements(wheel):
-            marker = requirement.marker
-            if marker is not None and not any(
-                marker.evaluate({**environment, "extra": extra}) for extra in wheel_extras | {""}
-            ):
-                continue
-            name = canonicalize_name(requirement.name)
-            if name not in wheels:
-                missing.append(str(requirement).split(";")[0])
-                continue
-            new = set(requirement.extras) - wanted.get(name, set())
-            if name not in wanted or new:
-                wanted[name] = wanted.get(name, set()) | new
-                queue.append((wheels[name], wanted[name]))
-    return missing
-
-
-def build(
-    source: Path, cache: Path, python: str, extras: str, target: str | None
-) -> dict[str, str]:
-    py_version, machine = interpreter_facts(python)
-    target = target or full_version(python)
-    with tempfile.TemporaryDirectory(prefix="irontrack-wheel-") as tmp:
-        run_pip(python, "wheel", "--no-deps", "--wheel-dir", tmp, str(source))
-        (built,) = Path(tmp).glob("*.whl")
-        digest = wheel_digest(built)
-        distribution, version = built.name.split("-")[:2]
-        release = f"{version}-{digest[:12]}"
-        service_dir = cache / "service" / release
-        wheel = service_dir / built.name
-        if not wheel.is_file():
-            service_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(built, wheel)
-
-    wheelhouse = cache / "deps" / deps_key(source, extras, target, machine)
+def build_wheelhouse(python: str, lock: Path, facts: dict, cache: Path, use_pip_cache: bool):
+    wheelhouse = cache / "deps" / sha256(lock)[:16]
     if not (wheelhouse / ".complete").is_file():
         partial = wheelhouse.with_name(wheelhouse.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        requirement = f"{wheel}[{extras}]" if extras else str(wheel)
-        run_pip(python, "wheel", "--wheel-dir", str(partial), requirement)
-        for _ in range(10):
-            missing = missing_requirements(partial, wheel, extras, target)
-            if not missing:
-                break
-            run_pip(python, "wheel", "--wheel-dir", str(partial), *missing)
-        else:
-            raise SystemExit(f"wheelhouse still misses {missing} for Python {target}")
-        for own in partial.glob(f"{distribution}-*.whl"):
-            own.unlink()  # the service wheel travels on its own, per release
+        download_wheelhouse(python, lock, facts, partial, use_pip_cache)
+        (partial / "SHA256SUMS").write_text(manifest(partial))
         (partial / ".complete").write_text("")
         shutil.rmtree(wheelhouse, ignore_errors=True)
         partial.rename(wheelhouse)
-        archive = wheelhouse.with_suffix(".tar")
-        archive.unlink(missing_ok=True)
-
+        wheelhouse.with_suffix(".tar").unlink(missing_ok=True)
     # One archive travels to the host instead of dozens of files (much faster to copy).
     archive = wheelhouse.with_suffix(".tar")
     if not archive.is_file():
@@ -166,16 +163,108 @@ def build(
             for path in sorted(wheelhouse.iterdir()):
                 tar.add(path, arcname=path.name)
         partial_archive.rename(archive)
+    return wheelhouse, archive
+
+
+def build_wheel(python: str, source: Path, dest: Path) -> Path:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}  # hatchling: fixed zip times
+    run(
+        [python, *PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), str(source)],
+        env=env,
+    )
+    (built,) = dest.glob("*.whl")
+    return built
+
+
+def commit_of(source: Path) -> dict[str, object]:
+    """The git commit of the source tree, and whether it differs from that commit."""
+    try:
+        top = run(["git", "-C", str(source), "rev-parse", "--show-toplevel"]).strip()
+        head = run(["git", "-C", top, "rev-parse", "HEAD"]).strip()
+        dirty = run(["git", "-C", top, "status", "--porcelain", "--", str(source)]).strip()
+    except (SystemExit, OSError):
+        return {"commit": "unknown", "dirty": True}
+    return {"commit": head, "dirty": bool(dirty)}
+
+
+def sbom(python: str, requirements: Path, out: Path) -> None:
+    """CycloneDX JSON of the release's requirements (cyclonedx-py, no timestamp or serial)."""
+    run(
+        [
+            python,
+            "-m",
+            "cyclonedx_py",
+            "requirements",
+            "--output-reproducible",
+            "--of",
+            "JSON",
+            "-o",
+            str(out),
+            str(requirements),
+        ]
+    )
+
+
+def build(source: Path, cache: Path, python: str, extras: str, pip_cache: bool = True) -> dict:
+    lock = source / LOCK_NAME
+    if not lock.is_file():
+        raise SystemExit(f"build_release: {lock} is missing (make lock)")
+    facts = lock_facts(lock)
+    lock_sha = sha256(lock)
+    wheelhouse, archive = build_wheelhouse(python, lock, facts, cache, pip_cache)
+
+    with tempfile.TemporaryDirectory(prefix="irontrack-wheel-") as tmp:
+        built = build_wheel(python, source, Path(tmp))
+        distribution, version = built.name.split("-")[:2]
+        release_hash = hashlib.sha256(f"{wheel_digest(built)}\n{lock_sha}".encode()).hexdigest()
+        release = f"{version}-{release_hash[:12]}"
+        release_dir = cache / "service" / release
+        wheel = release_dir / built.name
+        if not (release_dir / ".complete").is_file():
+            shutil.rmtree(release_dir, ignore_errors=True)
+            release_dir.mkdir(parents=True)
+            shutil.copy2(built, wheel)
+
+    wheel_sha = sha256(wheel)
+    spec = f"{distribution}[{extras}]" if extras else distribution
+    if not (release_dir / ".complete").is_file():
+        shutil.copy2(lock, release_dir / LOCK_NAME)
+        # What the host installs (--require-hashes --no-index): the lock and the service wheel.
+        # pip expands ${IRONTRACK_WHEEL_DIR}: the directory the wheel lands in on the host.
+        (release_dir / "requirements.txt").write_text(
+            lock.read_text()
+            + f"{spec} @ file://${{IRONTRACK_WHEEL_DIR}}/{wheel.name} --hash=sha256:{wheel_sha}\n"
+        )
+        sbom(python, release_dir / LOCK_NAME, release_dir / "sbom.cdx.json")
+        info = {
+            "release": release,
+            "version": version,
+            **commit_of(source),
+            "lock": LOCK_NAME,
+            "lock_sha256": lock_sha,
+            "target_python": facts["python"],
+            "target_platform": "{}-manylinux_{}_{}".format(facts["machine"], *facts["glibc"]),
+            "wheel": wheel.name,
+            "wheel_sha256": wheel_sha,
+            "extras": [e for e in extras.split(",") if e],
+            "wheelhouse": wheelhouse.name,
+            "wheelhouse_sha256": hashlib.sha256(manifest(wheelhouse).encode()).hexdigest(),
+            "packages": dict(sorted(facts["pins"].items())),
+        }
+        (release_dir / "release.json").write_text(json.dumps(info, indent=2) + "\n")
+        (release_dir / ".complete").write_text("")
 
     return {
         "release": release,
         "version": version,
         "wheel": str(wheel),
+        "wheel_sha256": wheel_sha,
+        "metadata": str(release_dir),
         "wheelhouse": str(wheelhouse),
         "wheelhouse_archive": str(archive),
-        "python": py_version,
-        "target_python": target,
-        "machine": machine,
+        "target_python": facts["python"],
+        "target_platform": f"manylinux_{facts['glibc'][0]}_{facts['glibc'][1]}",
+        "machine": facts["machine"],
     }
 
 
@@ -183,14 +272,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--python", default="python3")
+    parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--extras", default="")
-    parser.add_argument("--target-python", help="the host's full Python version, e.g. 3.11.2")
-    args = parser.parse_args()
-    result = build(
-        args.source.resolve(), args.cache.resolve(), args.python, args.extras, args.target_python
+    parser.add_argument(
+        "--wheelhouse-only",
+        action="store_true",
+        help="only download the wheelhouse of the lock (prints its directory and manifest)",
     )
-    print(json.dumps(result))
+    parser.add_argument("--no-pip-cache", action="store_true", help="download without pip's cache")
+    args = parser.parse_args()
+    source, cache = args.source.resolve(), args.cache.resolve()
+    if args.wheelhouse_only:
+        lock = source / LOCK_NAME
+        wheelhouse, _ = build_wheelhouse(
+            args.python, lock, lock_facts(lock), cache, not args.no_pip_cache
+        )
+        print(json.dumps({"wheelhouse": str(wheelhouse), "manifest": manifest(wheelhouse)}))
+        return
+    print(json.dumps(build(source, cache, args.python, args.extras, not args.no_pip_cache)))
 
 
 if __name__ == "__main__":

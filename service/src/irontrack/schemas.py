@@ -96,6 +96,7 @@ class HealthOut(BaseModel):
     components: dict[str, str] = Field(
         description='{"postgresql": "ok"|"timeout"|"error", "valkey": ...}'
     )
+    release: str = Field(description="The release this process runs (the app role's id), or dev")
 
 
 class HealthDown(HealthOut):

@@ -12,13 +12,17 @@ from sqlalchemy import text
 from starlette.responses import Response
 
 from ..answers import PONG
+from ..release import current_release
 from ..responses import MsgspecResponse, PreEncodedResponse, encode
 from ..schemas import HealthDown, HealthOut, Ping
 from ..services import Services, get_services
 from ..settings import Settings
 
 log = logging.getLogger("irontrack.health")
-_HEALTHY = encode({"status": "ok", "components": {"postgresql": "ok", "valkey": "ok"}})
+_RELEASE = current_release()
+_HEALTHY = encode(
+    {"status": "ok", "components": {"postgresql": "ok", "valkey": "ok"}, "release": _RELEASE}
+)
 _SELECT_1 = text("SELECT 1")
 
 
@@ -76,6 +80,7 @@ def build_router(settings: Settings) -> APIRouter:
                 "status": "unavailable",
                 "failed": failed,
                 "components": {"postgresql": pg, "valkey": vk},
+                "release": _RELEASE,
             },
             status_code=503,
         )
