@@ -14,14 +14,17 @@
 #     (pkg.postgresql.nollvm: no postgresql-18-jit package) and without running the test suite;
 #   - postgresql-common, postgresql-client-common, postgresql-common-dev: unstable's arch-all
 #     binaries as they are;
-#   - pgbouncer (>= 1.24) from testing's source and pgbackrest (>= 2.56) from unstable's
-#     source, rebuilt for bookworm the same way.
+#   - pgbouncer (>= 1.24) and pgbackrest (>= 2.56, optional: left out and named in MANIFEST
+#     when no suite has its complete source), each from the first of testing/unstable/stable
+#     whose Sources index names a new enough version whose pool files are all there, rebuilt
+#     for bookworm the same way.
 # Every source and binary is fetched by apt with a private configuration (never this
 # machine's), verified against Debian's signed Release/Sources/Packages (debian-archive-keyring;
-# unstable's and testing's Valid-Until is ignored for those two suites only) and built in a
-# clean `debootstrap --variant=buildd bookworm` chroot. The result is cached under
-# $IRONTRACK_PGDG_CACHE/<recipe hash>/; the signing key lives beside it in
-# $IRONTRACK_PGDG_CACHE/signing/ (generated once per machine, never in git).
+# the Valid-Until check is off for these unstable/testing/stable sources only, as unstable's
+# has expired on this archive) and built in a clean `debootstrap --variant=buildd bookworm`
+# chroot. The result is cached under $IRONTRACK_PGDG_CACHE/<recipe hash>/ (the hash covers the
+# script's code, not its comments, and the Debian mirror URL); the signing key lives beside it
+# in $IRONTRACK_PGDG_CACHE/signing/ (generated once per machine, never in git).
 set -euo pipefail
 
 root=${IRONTRACK_PGDG_CACHE:-/var/cache/irontrack/pgdg-mirror}
@@ -48,7 +51,7 @@ die() {
 }
 
 recipe_hash=$( {
-    cat "$0"
+    grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$0"
     echo "$mirror"
 } | sha256sum | cut -c1-12)
 out="$root/$recipe_hash"
@@ -314,6 +317,7 @@ gpg --batch --yes --local-user "$fpr" --clearsign -o "$new/dists/$suite/InReleas
 gpg --batch --yes --local-user "$fpr" -abs -o "$new/dists/$suite/Release.gpg" "$new/dists/$suite/Release"
 gpg --batch --yes --dearmor <"$new/irontrack-pgdg.asc" >"$work/check.gpg"
 gpgv --keyring "$work/check.gpg" "$new/dists/$suite/InRelease" 2>/dev/null || die "InRelease does not verify"
+gpgconf --kill gpg-agent
 unset GNUPGHOME
 
 {
