@@ -11,13 +11,19 @@ export IRONTRACK_SECRETS_DIR ?= $(CURDIR)/.secrets/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export IRONTRACK_INSTANCE ?= irontrack-local
 export IRONTRACK_HTTPS_PORT ?= 8443
+# Where the local host's PostgreSQL 18 / PgBouncer come from (scripts/pg-packages.sh):
+# auto (PGDG when reachable, else the mirror built here), pgdg, mirror or debian.
+export IRONTRACK_PG_PACKAGES ?= auto
+# The PGDG-shaped mirror for this recipe (scripts/pgdg-mirror.sh; only its path here, no build).
+export IRONTRACK_PGDG_MIRROR ?= $(shell scripts/pgdg-mirror.sh --path)
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
-.PHONY: help deps image up down converge smoke tune bench bench-service test lint test-service \
-        test-roles test-host test-redeploy molecule run clean lock lock-upgrade audit
+.PHONY: help deps image packages mirror up down converge smoke tune bench bench-service test lint \
+        test-service test-roles test-host test-redeploy molecule run bench-statement-cache clean lock \
+        lock-upgrade audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,7 +34,13 @@ deps: ## install what this machine needs (Debian packages, dockerd, virtualenv)
 image: deps ## build (or reuse) the Debian 12 systemd host image
 	scripts/host-image.sh >/dev/null
 
-up: image ## bring up the provisioned local host and smoke-test it
+packages: deps ## resolve IRONTRACK_PG_PACKAGES (auto/pgdg/mirror/debian); build the mirror if it is used
+	scripts/pg-packages.sh
+
+mirror: deps ## build (once, cached by recipe hash) the PGDG-shaped mirror from Debian's sources
+	scripts/pgdg-mirror.sh
+
+up: image packages ## bring up the provisioned local host and smoke-test it
 	molecule create
 	molecule converge
 	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/smoke.yml
@@ -37,7 +49,7 @@ up: image ## bring up the provisioned local host and smoke-test it
 down: deps ## remove the local host
 	molecule destroy
 
-converge: image ## re-run the production playbook on the local host
+converge: image packages ## re-run the production playbook on the local host
 	molecule converge
 
 smoke: deps ## smoke-test the local host through TLS
@@ -68,13 +80,13 @@ lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check
 	ansible-lint --nocolor
 	for p in $(PLAYBOOKS); do ansible-playbook -i inventories/production --syntax-check "$$p"; done
 
-test-service: deps ## service tests against real PostgreSQL 18, PgBouncer and Valkey
-	pytest tests/service
+test-service: deps ## service tests against real PostgreSQL 18, PgBouncer (>= 1.21, the mirror's) and Valkey
+	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) pytest tests/service
 
 test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18, bench tooling, releases
 	pytest tests/roles tests/tools
 
-molecule: image ## create → converge → idempotence → verify (testinfra + smoke) → destroy
+molecule: image packages ## create → converge → idempotence → verify (testinfra + smoke) → destroy
 	molecule test
 
 test-host: deps ## the testinfra suite against the running local host
@@ -88,6 +100,9 @@ run: deps ## run the service on 127.0.0.1:8000 against real PostgreSQL 18, PgBou
 
 bench-service: deps ## quick benchmark of the service alone on Granian (/ping, /me, signup)
 	$(MAKE) -C service bench VENV=$(VENV)
+
+bench-statement-cache: deps ## /health and signup with the service's statement cache on vs off (PgBouncer >= 1.21, one run)
+	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/statement_cache.py
 
 clean: ## remove the local host, the virtualenv and generated files
 	-molecule destroy

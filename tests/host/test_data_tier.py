@@ -76,6 +76,31 @@ print("invalidated" if b"itprobe:k" in data else "missing: %r" % data)
 
 
 @pytest.fixture(scope="module")
+def pg_source() -> str:
+    """pgdg (PGDG or a PGDG-shaped mirror: PostgreSQL 18) or debian (Debian 12's 15)."""
+    return expected("postgresql", "postgresql_source")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("~")[0].split("-")[0].split(".")[:3])
+
+
+def _apt_origin(host, package: str) -> tuple[str, list[str]]:
+    """The installed version of a package and the apt sources `apt-cache policy` lists for it."""
+    lines = host.check_output("apt-cache policy %s", package).splitlines()
+    installed = next(line.split(":", 1)[1].strip() for line in lines if "Installed:" in line)
+    sources, current = [], False
+    for line in lines[lines.index("  Version table:") + 1 :]:
+        fields = line.split()
+        if line.startswith("        ") and fields and fields[0].isdigit():  # a source line
+            if current:
+                sources.append(" ".join(fields[1:]))
+        elif fields:  # a version line: " *** 18.6-3~bpo12+1 500" or "     15.14-0+deb12u1 500"
+            current = fields[fields[0] == "***"] == installed
+    return installed, sources
+
+
+@pytest.fixture(scope="module")
 def pg_version(host) -> str:
     out = host.check_output("pg_lsclusters --no-header")
     return out.split()[0]
@@ -139,6 +164,33 @@ def test_app_user_through_pgbouncer(host):
     out = _psql(host, secret("db_password"), "SELECT 1")
     assert out.rc == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+def test_postgresql_major_version(host, pg_source):
+    out = _psql(host, secret("db_password"), "SHOW server_version")
+    assert out.rc == 0, out.stderr
+    assert out.stdout.split(".")[0] == ("18" if pg_source == "pgdg" else "15"), out.stdout
+
+
+def test_packages_come_from_the_chosen_suite(host, pg_source):
+    """PGDG path: postgresql-18 and pgbouncer from the bookworm-pgdg suite (PGDG itself or
+    the PGDG-shaped mirror); debian: Debian 12's own."""
+    suite = "bookworm-pgdg/main" if pg_source == "pgdg" else "bookworm/main"
+    for package in ("postgresql-18" if pg_source == "pgdg" else "postgresql-15", "pgbouncer"):
+        installed, sources = _apt_origin(host, package)
+        assert installed != "(none)", package
+        assert any(suite in source for source in sources), (package, installed, sources)
+
+
+def test_cluster_settings_for_its_version(host, pg_source):
+    def show(name: str) -> str:
+        return host.check_output("runuser -u postgres -- psql -X -At -c %s", f"SHOW {name}")
+
+    assert show("data_checksums") == "on"
+    assert show("wal_compression") == expected("postgresql", "postgresql_wal_compression")
+    if pg_source == "pgdg":
+        assert show("io_method") == expected("postgresql", "postgresql_io_method")
+        assert int(show("io_workers")) == int(expected("postgresql", "postgresql_io_workers"))
 
 
 def test_app_user_through_pgbouncer_unix_socket(host):
@@ -206,8 +258,9 @@ def test_admin_console_shows_transaction_pools(host):
     out = _psql(host, secret("pgbouncer_admin_password"), "SHOW POOLS", user="pgbouncer_admin",
                 db="pgbouncer")  # fmt: skip
     assert out.rc == 0, out.stderr
-    pools = {line.split("|")[0]: line.split("|")[-1] for line in out.stdout.splitlines()}
-    assert pools[APP_DB] == "transaction"
+    # pool_mode is the last column up to 1.23; 1.24 appends load_balance_hosts after it.
+    pools = {line.split("|")[0]: line.split("|")[1:] for line in out.stdout.splitlines()}
+    assert "transaction" in pools[APP_DB], pools[APP_DB]
 
 
 def test_admin_console_config(host):
@@ -220,11 +273,23 @@ def test_admin_console_config(host):
     assert int(config["default_pool_size"]) == int(
         expected("pgbouncer", "pgbouncer_default_pool_size")
     )
-    version = host.check_output("pgbouncer --version").split()[1]
-    if tuple(int(p) for p in version.split(".")[:2]) >= (1, 21):
+    version = _version(host.check_output("pgbouncer --version").split()[1])
+    if expected("pgbouncer", "pgbouncer_source") == "pgdg" or (
+        expected("postgresql", "postgresql_source") == "pgdg"
+    ):
+        assert version >= (1, 21)
+    if version >= (1, 21):
         assert int(config["max_prepared_statements"]) > 0
     else:
         assert "max_prepared_statements" not in config
+
+
+def test_app_statement_cache_follows_the_pgbouncer(host):
+    """The app role turns asyncpg's statement cache on exactly when PgBouncer tracks them."""
+    version = _version(host.check_output("pgbouncer --version").split()[1])
+    env = host.file("/etc/irontrack/irontrack.env").content_string.splitlines()
+    want = "true" if version >= (1, 21) else "false"
+    assert f"IRONTRACK_DB_STATEMENT_CACHE={want}" in env
 
 
 def test_app_user_is_not_an_admin(host):

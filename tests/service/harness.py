@@ -22,7 +22,15 @@ from pathlib import Path
 import httpx
 
 VENV_BIN = Path(sys.executable).parent
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+# The PgBouncer the tests start: IRONTRACK_TEST_PGBOUNCER (the Makefile points it at the
+# PGDG mirror's PgBouncer >= 1.21, extracted by scripts/mirror-pgbouncer.sh), else the system's.
+PGBOUNCER = (
+    os.environ.get("IRONTRACK_TEST_PGBOUNCER") or shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+)
+# Protocol-level prepared statements tracked by PgBouncer (max_prepared_statements).
+PREPARED_STATEMENTS_SINCE = (1, 21)
+PGB_ADMIN_USER = "itadmin"  # the tests' admin-console user, never used by the service
+PGB_ADMIN_PASSWORD = "it-test-pgbouncer-admin"
 VALKEY = shutil.which("valkey-server") or "/usr/bin/valkey-server"
 DB_NAME = "irontrack"
 DB_USER = "irontrack"
@@ -262,21 +270,52 @@ class Postgres:
         return pg_url(self.port, database)
 
 
+def pgbouncer_version(binary: str = PGBOUNCER) -> tuple[int, ...]:
+    """(1, 24, 1) from `pgbouncer --version` ("PgBouncer 1.24.1 …")."""
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    return tuple(int(part) for part in out.split()[1].split("."))
+
+
 @dataclass
 class PgBouncer:
     root: Path
     account: Account
     pg_port: int
+    psql: Path
     port: int = field(default_factory=free_port)
     pool_size: int = 3
+    # None: 200 when this PgBouncer supports it (>= 1.21), else not written. 0 turns it off.
+    max_prepared_statements: int | None = None
+    name: str = "pgbouncer"
+    extra: str = ""
     proc: subprocess.Popen[bytes] | None = None
+    version: tuple[int, ...] = field(default_factory=pgbouncer_version)
+
+    @property
+    def tracks_prepared_statements(self) -> bool:
+        """PgBouncer re-prepares a client's statements on any server connection."""
+        return self.version[:2] >= PREPARED_STATEMENTS_SINCE and self._prepared() > 0
+
+    def _prepared(self) -> int:
+        if self.version[:2] < PREPARED_STATEMENTS_SINCE:
+            return 0
+        return 200 if self.max_prepared_statements is None else self.max_prepared_statements
 
     def start(self) -> None:
-        directory = self.root / "pgbouncer"
+        directory = self.root / self.name
         directory.mkdir(mode=0o700, exist_ok=True)
         self.account.own(directory)
         userlist = directory / "userlist.txt"
-        userlist.write_text(f'"{DB_USER}" "{DB_PASSWORD}"\n')
+        userlist.write_text(
+            f'"{DB_USER}" "{DB_PASSWORD}"\n"{PGB_ADMIN_USER}" "{PGB_ADMIN_PASSWORD}"\n'
+        )
+        prepared = (
+            f"max_prepared_statements = {self._prepared()}\n"
+            if self.version[:2] >= PREPARED_STATEMENTS_SINCE
+            else ""
+        )
         ini = directory / "pgbouncer.ini"
         ini.write_text(
             "[databases]\n"
@@ -293,6 +332,9 @@ class PgBouncer:
             f"default_pool_size = {self.pool_size}\n"
             "max_client_conn = 500\n"
             "server_login_retry = 1\n"
+            f"admin_users = {PGB_ADMIN_USER}\n"
+            f"{prepared}"
+            f"{self.extra}"
             f"logfile = {directory / 'pgbouncer.log'}\n"
             f"pidfile = {directory / 'pgbouncer.pid'}\n"
         )
@@ -307,6 +349,23 @@ class PgBouncer:
 
     def url(self, database: str = DB_NAME) -> str:
         return pg_url(self.port, database)
+
+    def admin(self, command: str) -> list[dict[str, str]]:
+        """Run a command on the admin console (simple query protocol, through psql)."""
+        result = subprocess.run(
+            [str(self.psql), "-X", "-q", "-A", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h",
+             "127.0.0.1", "-p", str(self.port), "-U", PGB_ADMIN_USER, "-d", "pgbouncer",
+             "-c", command],
+            env={**os.environ, "PGPASSWORD": PGB_ADMIN_PASSWORD, "PGCONNECT_TIMEOUT": "5"},
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"admin console {command!r}: {result.stderr.strip()}")
+        lines = [line for line in result.stdout.splitlines() if line and not line.startswith("(")]
+        if not lines:
+            return []
+        header = lines[0].split("\t")
+        return [dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:]]
 
 
 @dataclass
@@ -491,7 +550,9 @@ class Stack:
             root=root,
             account=account,
             postgres=postgres,
-            pgbouncer=PgBouncer(root, account, pg_port=postgres.port),
+            pgbouncer=PgBouncer(
+                root, account, pg_port=postgres.port, psql=postgres.bindir / "psql"
+            ),
             valkey=Valkey(root, account),
             keys_dir=root / "keys",
         )
@@ -516,6 +577,8 @@ class Stack:
             "IRONTRACK_HEALTH_TIMEOUT": "1.0",
             "IRONTRACK_LOG_LEVEL": "INFO",
             "IRONTRACK_DOCS_ENABLED": "true",
+            # As the app role does: the statement cache on when the PgBouncer tracks them.
+            "IRONTRACK_DB_STATEMENT_CACHE": str(self.pgbouncer.tracks_prepared_statements).lower(),
             **CHEAP_ARGON2,
         }
         env.update(extra)

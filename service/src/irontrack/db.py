@@ -16,10 +16,18 @@ from .settings import Settings
 
 
 def statement_name() -> str:
-    # PgBouncer in transaction mode may hand each transaction a different server connection:
-    # asyncpg's cached, sequentially named prepared statements ("__asyncpg_stmt_1__") would then
-    # collide or vanish. Caches off + a unique name per statement: every prepare is self-contained.
+    # PgBouncer in transaction mode may hand each transaction a different server connection.
+    # PgBouncer < 1.21 (or max_prepared_statements = 0) passes prepared statements through
+    # untracked: asyncpg's cached, sequentially named statements ("__asyncpg_stmt_1__") would
+    # then collide or vanish, so the caches are off and every prepare gets a unique name.
+    # PgBouncer >= 1.21 with max_prepared_statements > 0 re-prepares a client's statements on
+    # whichever server connection it hands out: settings.db_statement_cache turns the caches on.
     return f"__asyncpg_{uuid4().hex}__"
+
+
+def statement_cache_size(settings: Settings) -> int:
+    """Prepared statements cached per connection: 0 unless the pooler tracks them."""
+    return settings.db_statement_cache_size if settings.db_statement_cache else 0
 
 
 def database_url(settings: Settings) -> str:
@@ -27,8 +35,10 @@ def database_url(settings: Settings) -> str:
     url = make_url(settings.database_url)
     if settings.database_password is not None:
         url = url.set(password=settings.database_password.get_secret_value())
-    # SQLAlchemy's own LRU of asyncpg prepared statements: off (see statement_name).
-    url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+    # SQLAlchemy's own LRU of asyncpg prepared statements (see statement_name).
+    url = url.update_query_dict(
+        {"prepared_statement_cache_size": str(statement_cache_size(settings))}
+    )
     return url.render_as_string(hide_password=False)
 
 
@@ -44,7 +54,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         hide_parameters=True,  # emails and hashes never reach a log through an error message
         connect_args={
             "timeout": settings.db_connect_timeout,  # asyncpg's connect (and auth) timeout
-            "statement_cache_size": 0,  # asyncpg's statement cache: off
+            "statement_cache_size": statement_cache_size(settings),  # asyncpg's own cache
             "prepared_statement_name_func": statement_name,
             "command_timeout": max(1.0, settings.db_statement_timeout_ms / 1000)
             if settings.db_statement_timeout_ms

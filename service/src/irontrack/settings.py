@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     db_pool_timeout: Annotated[float, Field(gt=0)] = 5.0
     db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5000
     db_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    db_statement_cache: bool = Field(
+        default=False,
+        description=(
+            "Cache prepared statements per connection (asyncpg + SQLAlchemy). Only safe when "
+            "the pooler tracks protocol-level prepared statements: PgBouncer >= 1.21 with "
+            "max_prepared_statements > 0, or PostgreSQL directly. Off: every statement is "
+            "prepared under a unique name and not reused."
+        ),
+    )
+    db_statement_cache_size: PositiveInt = Field(
+        default=256, description="Statements kept per connection when db_statement_cache is on."
+    )
     health_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
     valkey_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
     valkey_max_connections: PositiveInt = 64
