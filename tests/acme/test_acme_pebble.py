@@ -47,7 +47,9 @@ RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)",
 def playbook(path: str, *args: str) -> subprocess.CompletedProcess:
     """ansible-playbook against the local inventory (its one host is the host under test)."""
     command = ["ansible-playbook", "-i", INVENTORY, str(REPO / path), *args]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    # Facts once per run, not once per play (site.yml --tags edge still walks every play).
+    env = {**os.environ, "ANSIBLE_GATHERING": "smart"}
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, env=env)
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -124,10 +126,11 @@ def test_http_01_webroot_and_redirect(host, issued):
     """Port 80 serves the challenge directory and redirects everything else."""
     probe = host.run(
         "sh -c %s",
-        "echo token-probe > /var/lib/irontrack/acme/.well-known/acme-challenge/probe && "
+        "mkdir -p /var/www/irontrack-acme/.well-known/acme-challenge && "
+        "echo token-probe > /var/www/irontrack-acme/.well-known/acme-challenge/probe && "
         f"curl -s http://{NAME}/.well-known/acme-challenge/probe; "
         f"curl -s -o /dev/null -w ' %{{http_code}} %{{redirect_url}}' http://{NAME}/ping; "
-        "rm -f /var/lib/irontrack/acme/.well-known/acme-challenge/probe",
+        "rm -f /var/www/irontrack-acme/.well-known/acme-challenge/probe",
     )
     assert probe.stdout.split() == ["token-probe", "301", f"https://{NAME}/ping"], probe.stdout
 
