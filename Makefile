@@ -44,7 +44,7 @@ up: image packages ## bring up the provisioned local host and smoke-test it
 	molecule create
 	molecule converge
 	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/smoke.yml
-	@echo "local host $(IRONTRACK_INSTANCE) is up: https://app.localhost:$(IRONTRACK_HTTPS_PORT) (CA: $(IRONTRACK_SECRETS_DIR)/ca/$(IRONTRACK_INSTANCE)/rootCA.pem)"
+	@echo "local host $(IRONTRACK_INSTANCE) is up: https://app.localhost:$(IRONTRACK_HTTPS_PORT) (CA: $(IRONTRACK_SECRETS_DIR)/mkcert/rootCA.pem)"
 
 down: deps ## remove the local host
 	molecule destroy
@@ -83,7 +83,7 @@ lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check
 test-service: deps ## service tests against real PostgreSQL 18, PgBouncer (>= 1.21, the mirror's) and Valkey
 	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) pytest tests/service
 
-test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18, bench tooling, releases
+test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18, guard rails, bench tooling, releases
 	pytest tests/roles tests/tools
 
 molecule: image packages ## create → converge → idempotence → verify (testinfra + smoke) → destroy

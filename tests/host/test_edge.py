@@ -1,7 +1,8 @@
-"""The edge: certs role (mkcert TLS) and angie role (Angie or Debian's nginx).
+"""The edge: certs role (TLS certificate by mode) and angie role (Angie or Debian's nginx).
 
 Every TLS/HTTP probe runs on the host itself with its python3 (the proxy's ports need
-not be published), verifying the certificate against the mkcert CA in CAROOT.
+not be published). With mkcert (the local host) the certificate is verified against the
+local CA the certs role put in the host's trust store; its key stays on the controller.
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ NAMES = [str(n) for n in expected("certs", "certs_names")]
 HOSTNAME = next(n for n in NAMES if not re.match(r"^[0-9.]+$|:", n))
 CERT_FILE = _certs("certs_cert_file")
 KEY_FILE = _certs("certs_key_file")
-CAROOT = _certs("certs_mkcert_caroot")
-# The CA that verifies the proxy; with an operator's certificate set
-# IRONTRACK_EXPECT_CERTS_CA_FILE (empty = the host's trust store).
-CA_FILE = os.environ.get("IRONTRACK_EXPECT_CERTS_CA_FILE", f"{CAROOT}/rootCA.pem") or None
+CERTS_DIR = _certs("certs_dir")
 TRUSTED_CA = f"/usr/local/share/ca-certificates/{expected('certs', 'certs_trust_store_name')}.crt"
+# The CA that verifies the proxy: the local CA in the host's trust store with mkcert;
+# otherwise IRONTRACK_EXPECT_CERTS_CA_FILE (a host path; empty = the host's trust store).
+CA_FILE = (
+    os.environ.get(
+        "IRONTRACK_EXPECT_CERTS_CA_FILE",
+        TRUSTED_CA if expected("certs", "certs_provider") == "mkcert" else "",
+    )
+    or None
+)
 HTTPS_PORT = int(expected("angie", "angie_https_port"))
 HTTP_PORT = int(expected("angie", "angie_http_port"))
 MKCERT = expected("certs", "certs_provider") == "mkcert"
@@ -96,16 +103,25 @@ def test_listens_on_http_and_https(host):
     assert host.socket(f"tcp://0.0.0.0:{HTTP_PORT}").is_listening
 
 
-@mkcert_only
-def test_private_keys_are_root_only(host):
+def test_private_key_is_root_only(host):
+    if expected("certs", "certs_provider") == "acme" and not host.file(KEY_FILE).exists:
+        pytest.skip("Angie's own ACME client keeps the key (no certs_key_file)")
     key = host.file(KEY_FILE)
     owner = (expected("certs", "certs_key_owner"), expected("certs", "certs_key_group"))
     assert (key.user, key.group) == owner
     assert key.mode == int(str(expected("certs", "certs_key_mode")), 8)
-    caroot = host.file(CAROOT)
-    assert (caroot.user, caroot.mode) == ("root", 0o700)
-    ca_key = host.file(f"{CAROOT}/rootCA-key.pem")
-    assert (ca_key.user, ca_key.mode) == ("root", 0o400)
+
+
+def test_no_ca_private_key_on_the_host(host):
+    """The mkcert CA lives on the controller: no CA key, no CAROOT on the host (earlier
+    versions kept one in certs_dir/ca; the role removes it), and the key the proxy holds
+    belongs to a leaf certificate, not to a CA."""
+    assert not host.file(f"{CERTS_DIR}/ca").exists
+    found = host.run("find / -xdev -name 'rootCA-key.pem' -print -quit 2>/dev/null").stdout
+    assert found.strip() == "", f"a CA private key is on the host: {found}"
+    if host.file(CERT_FILE).exists:
+        result = host.run("openssl x509 -in %s -noout -ext basicConstraints", CERT_FILE)
+        assert "CA:TRUE" not in result.stdout, result.stdout
 
 
 def test_localhost_names_resolve_on_the_host(host):
@@ -116,7 +132,12 @@ def test_localhost_names_resolve_on_the_host(host):
 
 @mkcert_only
 def test_ca_is_in_the_trust_store(host):
-    assert host.file(TRUSTED_CA).content_string == host.file(CA_FILE).content_string
+    """Only where the inventory asks for it (certs_trust_store_install, the local host)."""
+    if not expected("certs", "certs_trust_store_install"):
+        assert not host.file(TRUSTED_CA).exists
+        return
+    assert host.file(TRUSTED_CA).exists
+    assert host.file(f"/etc/ssl/certs/{expected('certs', 'certs_trust_store_name')}.pem").is_symlink
     result = _probe(
         host,
         """
