@@ -11,16 +11,18 @@ export IRONTRACK_SECRETS_DIR ?= $(CURDIR)/.secrets/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export IRONTRACK_INSTANCE ?= irontrack-local
 export IRONTRACK_HTTPS_PORT ?= 8443
+# The VM of molecule/kernel (a real kernel): SSH forwarded from 127.0.0.1 only.
+export IRONTRACK_VM_SSH_PORT ?= 2222
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
-.PHONY: help deps image up down converge smoke tune bench bench-service test lint test-service \
-        test-roles test-host test-redeploy molecule run clean
+.PHONY: help deps image vm-image up up-vm down converge smoke tune bench bench-service test lint \
+        test-service test-roles test-host test-redeploy molecule molecule-kernel run clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 deps: ## install what this machine needs (Debian packages, dockerd, virtualenv)
 	scripts/bootstrap.sh
@@ -34,8 +36,17 @@ up: image ## bring up the provisioned local host and smoke-test it
 	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/smoke.yml
 	@echo "local host $(IRONTRACK_INSTANCE) is up: https://app.localhost:$(IRONTRACK_HTTPS_PORT) (CA: $(IRONTRACK_SECRETS_DIR)/ca/$(IRONTRACK_INSTANCE)/rootCA.pem)"
 
-down: deps ## remove the local host
+vm-image: deps ## build (or reuse) the Debian 12 VM image of the kernel scenario
+	scripts/vm-image.sh >/dev/null
+
+up-vm: vm-image ## boot the kernel scenario's VM (real kernel), converge base, kernel, Valkey; leave it up
+	molecule create -s kernel
+	molecule converge -s kernel
+	@echo "VM $(IRONTRACK_INSTANCE)-vm is up ($$(cat /var/tmp/$(IRONTRACK_INSTANCE)-vm/accel)): ssh -F /var/tmp/$(IRONTRACK_INSTANCE)-vm/ssh_config $(IRONTRACK_INSTANCE)-vm"
+
+down: deps ## remove the local host and the VM
 	molecule destroy
+	molecule destroy -s kernel
 
 converge: image ## re-run the production playbook on the local host
 	molecule converge
@@ -49,7 +60,7 @@ tune: deps ## re-tune the local host (kernel + planner settings only)
 bench: deps ## run the report's benchmark scenarios on the local host (results/<date>_<host>/)
 	IRONTRACK_BENCH_COMMAND="make bench" ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
 
-test: deps lint test-service test-roles molecule ## every test
+test: deps lint test-service test-roles molecule ## every test (the VM scenario: make molecule-kernel)
 
 lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check
 	ruff check .
@@ -67,6 +78,9 @@ test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18,
 molecule: image ## create → converge → idempotence → verify (testinfra + smoke) → destroy
 	molecule test
 
+molecule-kernel: vm-image ## the same on a real kernel (QEMU VM): every sysctl and the open-files limit live, retune, reboot
+	molecule test -s kernel
+
 test-host: deps ## the testinfra suite against the running local host
 	pytest tests/host --hosts=docker://$(IRONTRACK_INSTANCE)
 
@@ -79,6 +93,7 @@ run: deps ## run the service on 127.0.0.1:8000 against real PostgreSQL 18, PgBou
 bench-service: deps ## quick benchmark of the service alone on Granian (/ping, /me, signup)
 	$(MAKE) -C service bench VENV=$(VENV)
 
-clean: ## remove the local host, the virtualenv and generated files
+clean: ## remove the local host, the VM, the virtualenv and generated files
 	-molecule destroy
+	-molecule destroy -s kernel
 	rm -rf $(VENV) .secrets results

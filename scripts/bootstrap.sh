@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian 12 machine (as root) needs to run `make up` / `make test`:
 # Debian packages (Docker engine, debootstrap, the real PgBouncer/Valkey the service tests
-# start, wrk, mkcert), a running dockerd, and the Python virtualenv with the tooling and
-# the service. Safe to re-run; it only does what is missing.
+# start, wrk, mkcert, QEMU and e2fsprogs for the kernel scenario's VM), a running dockerd,
+# and the Python virtualenv with the tooling and the service. Safe to re-run; it only does what is missing.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +29,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
 
-packages=(docker.io debootstrap pgbouncer wrk mkcert python3-venv git make)
+packages=(docker.io debootstrap pgbouncer wrk mkcert python3-venv git make
+    qemu-system-x86 qemu-utils e2fsprogs openssh-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
