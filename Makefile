@@ -16,17 +16,19 @@ export IRONTRACK_HTTPS_PORT ?= 8443
 export IRONTRACK_PG_PACKAGES ?= auto
 # The PGDG-shaped mirror for this recipe (scripts/pgdg-mirror.sh; only its path here, no build).
 export IRONTRACK_PGDG_MIRROR ?= $(shell scripts/pgdg-mirror.sh --path)
+# The VM of molecule/kernel (a real kernel): SSH forwarded from 127.0.0.1 only.
+export IRONTRACK_VM_SSH_PORT ?= 2222
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
-.PHONY: help deps image packages mirror up down converge smoke tune bench bench-service test lint \
-        test-service test-roles test-host test-redeploy molecule run bench-statement-cache clean lock \
-        lock-upgrade audit
+.PHONY: help deps image vm-image packages mirror up up-vm down converge smoke tune bench \
+        bench-service test lint test-service test-roles test-host test-redeploy molecule \
+        molecule-kernel run bench-statement-cache clean lock lock-upgrade audit
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 deps: ## install what this machine needs (Debian packages, dockerd, virtualenv)
 	scripts/bootstrap.sh
@@ -46,8 +48,17 @@ up: image packages ## bring up the provisioned local host and smoke-test it
 	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/smoke.yml
 	@echo "local host $(IRONTRACK_INSTANCE) is up: https://app.localhost:$(IRONTRACK_HTTPS_PORT) (CA: $(IRONTRACK_SECRETS_DIR)/mkcert/rootCA.pem)"
 
-down: deps ## remove the local host
+vm-image: deps ## build (or reuse) the Debian 12 VM image of the kernel scenario
+	scripts/vm-image.sh >/dev/null
+
+up-vm: vm-image ## boot the kernel scenario's VM (real kernel), converge base, kernel, Valkey; leave it up
+	molecule create -s kernel
+	molecule converge -s kernel
+	@echo "VM $(IRONTRACK_INSTANCE)-vm is up ($$(cat /var/tmp/$(IRONTRACK_INSTANCE)-vm/accel)): ssh -F /var/tmp/$(IRONTRACK_INSTANCE)-vm/ssh_config $(IRONTRACK_INSTANCE)-vm"
+
+down: deps ## remove the local host and the VM
 	molecule destroy
+	molecule destroy -s kernel
 
 converge: image packages ## re-run the production playbook on the local host
 	molecule converge
@@ -61,7 +72,7 @@ tune: deps ## re-tune the local host (kernel + planner settings only)
 bench: deps ## run the report's benchmark scenarios on the local host (results/<date>_<host>/)
 	IRONTRACK_BENCH_COMMAND="make bench" ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
 
-test: deps lint audit test-service test-roles molecule ## every test
+test: deps lint audit test-service test-roles molecule ## every test (the VM scenario: make molecule-kernel)
 
 lock: deps ## re-resolve the locks after a pyproject.toml change (keeps existing pins; PyPI only)
 	python scripts/lock.py compile
@@ -89,6 +100,9 @@ test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18,
 molecule: image packages ## create → converge → idempotence → verify (testinfra + smoke) → destroy
 	molecule test
 
+molecule-kernel: vm-image ## the same on a real kernel (QEMU VM): every sysctl and the open-files limit live, retune, reboot
+	molecule test -s kernel
+
 test-host: deps ## the testinfra suite against the running local host
 	pytest tests/host --hosts=docker://$(IRONTRACK_INSTANCE)
 
@@ -104,6 +118,7 @@ bench-service: deps ## quick benchmark of the service alone on Granian (/ping, /
 bench-statement-cache: deps ## /health and signup with the service's statement cache on vs off (PgBouncer >= 1.21, one run)
 	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/statement_cache.py
 
-clean: ## remove the local host, the virtualenv and generated files
+clean: ## remove the local host, the VM, the virtualenv and generated files
 	-molecule destroy
+	-molecule destroy -s kernel
 	rm -rf $(VENV) .secrets results

@@ -2,7 +2,8 @@
 # Everything a fresh Debian 12 machine (as root) needs to run `make up` / `make test`:
 # Debian packages (Docker engine, debootstrap, the real PgBouncer/Valkey the service tests
 # start — PgBouncer's libraries also serve the PGDG mirror's newer PgBouncer the tests run —,
-# wrk, mkcert, and apt-utils/gpg/curl for scripts/pgdg-mirror.sh), a running dockerd, and the
+# wrk, mkcert, apt-utils/gpg/curl for scripts/pgdg-mirror.sh, QEMU and e2fsprogs for the
+# kernel scenario's VM), a running dockerd, and the
 # Python virtualenv with the tooling and the service. Safe to re-run; it only does what is
 # missing.
 set -euo pipefail
@@ -31,7 +32,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
 
-packages=(docker.io debootstrap pgbouncer wrk mkcert python3-venv git make apt-utils gpg curl)
+packages=(docker.io debootstrap pgbouncer wrk mkcert python3-venv git make apt-utils gpg curl
+    qemu-system-x86 qemu-utils e2fsprogs openssh-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

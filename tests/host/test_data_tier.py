@@ -144,6 +144,26 @@ def test_units_ask_for_the_open_files_limit(host, unit):
     assert int(limit) == int(expected("kernel", "kernel_nofile_limit"))
 
 
+def _nofile(host, pid: int | str) -> tuple[int, int]:
+    """(soft, hard) open-files limit of a running process."""
+    limits = host.file(f"/proc/{pid}/limits").content_string
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+@pytest.mark.parametrize("unit", ["pgbouncer", "valkey-server"])
+def test_units_hold_the_open_files_limit(host, in_container, unit):
+    """The running process has the limit as soft and hard limit (molecule/kernel proves it
+    on a real kernel). In a container the machine's hard limit (20000 here) caps it."""
+    if in_container:
+        pytest.skip("the container's hard open-files limit is the machine's (20000 here)")
+    want = int(expected("kernel", "kernel_nofile_limit"))
+    pid = host.check_output("systemctl show -p MainPID --value %s", unit)
+    assert int(pid) > 0, f"{unit} is not running"
+    assert _nofile(host, pid) == (want, want)
+
+
 def test_services_run_as_their_own_users(host):
     assert {p.user for p in host.process.filter(comm="pgbouncer")} == {"pgbouncer"}
     assert {p.user for p in host.process.filter(comm="valkey-server")} == {"valkey"}
