@@ -210,3 +210,44 @@ def test_l1_never_serves_a_session_after_its_invalidation(clients: list[httpx.Cl
         for client in (clients[(round_ + 1) % 2], by):
             stale += me(client, user.access).status_code == 200
     assert stale == 0, f"{stale} stale L1 answers after logout in {ROUNDS} rounds"
+
+
+def test_l1_listener_killed_comes_back_tracked(
+    clients: list[httpx.Client], admin: redis.Redis
+) -> None:
+    """CLIENT KILL of every L1 listener: redis-py would re-open and re-subscribe such a
+    connection by itself, but CLIENT TRACKING died with the old one — the listener must notice,
+    go blind, and come back tracked. Afterwards a logout on one process is still seen by the
+    other on the very next request (the L1 is in use again: its copy was served first)."""
+
+    def listeners() -> list[str]:
+        return [str(c["id"]) for c in admin.client_list() if c.get("name") == "irontrack-l1"]
+
+    before = listeners()
+    assert len(before) >= 2, "each server process has its own listener"
+    for client_id in before:
+        admin.execute_command("CLIENT", "KILL", "ID", client_id)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        now = listeners()
+        tracked = [
+            c for c in admin.client_list() if c.get("name") == "irontrack-l1" and "t" in c["flags"]
+        ]
+        if len(now) >= len(before) and not set(now) & set(before) and len(tracked) == len(now):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the L1 listeners did not come back tracked: {admin.client_list()}")
+    stale = 0
+    for round_ in range(10):
+        user = signup_and_login(clients[0], f"relisten{round_}")
+        for client in clients[:2]:
+            for _ in range(3):
+                assert me(client, user.access).status_code == 200
+        by = clients[round_ % 2]
+        assert (
+            by.post(LOGOUT, headers={"Authorization": f"Bearer {user.access}"}).status_code == 204
+        )
+        for client in (clients[(round_ + 1) % 2], by):
+            stale += me(client, user.access).status_code == 200
+    assert stale == 0, f"{stale} stale L1 answers after the listeners were killed"

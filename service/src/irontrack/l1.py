@@ -55,6 +55,7 @@ class TrackedCache:
         self.invalidations = 0
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        self._reconnected = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -108,12 +109,20 @@ class TrackedCache:
             )
             await pubsub.parse_response()
             await pubsub.subscribe(INVALIDATE_CHANNEL)
+            # CLIENT TRACKING belongs to this connection. Should redis-py ever re-open it by
+            # itself (CLIENT KILL, a dropped socket), it would subscribe again, untracked, and
+            # no invalidation would come: treat any reconnect as a lost listener.
+            self._reconnected = False
+            if pubsub.connection is not None:
+                pubsub.connection.register_connect_callback(self._on_reconnect)
             self._entries.clear()
             self.epoch += 1
             self.live = True
             self._started.set()
             log.info("valkey: invalidation listener subscribed (L1 on)")
             while True:
+                if self._reconnected:
+                    raise ConnectionError("listener connection re-opened without tracking")
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                 if message is None:
                     await pubsub.ping()  # a dead connection shows up here, not as silence
@@ -124,6 +133,10 @@ class TrackedCache:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    def _on_reconnect(self, _connection: object) -> None:
+        self._go_blind()
+        self._reconnected = True
 
     def _invalidate(self, keys: list[bytes] | None) -> None:
         self.epoch += 1

@@ -138,14 +138,15 @@ def valkey_url(settings: Settings) -> str:
     return f"{scheme}://{user}:{quote(password, safe='')}@{hostpart}"
 
 
-def valkey_client(settings: Settings, name: str, **extra: Any) -> redis.Redis:
+def valkey_client(settings: Settings, name: str, retries: int = 1, **extra: Any) -> redis.Redis:
     """A client on a blocking pool: the 65th concurrent caller waits up to
     ``valkey_pool_timeout`` for a connection instead of failing at once.
 
     A command that meets a dead connection (Valkey restarted, ``CLIENT KILL``, an idle
     timeout) is sent once more on a fresh one. Safe for every script here: a retried rotation
     finds its own result (see ``_ROTATE``), open and revoke are idempotent; a retried failed
-    login may count twice.
+    login may count twice. ``retries=0`` for the L1 listener: a connection that redis-py
+    re-opened by itself would be subscribed again but no longer tracked.
     """
     pool = redis.BlockingConnectionPool.from_url(
         valkey_url(settings),
@@ -154,7 +155,7 @@ def valkey_client(settings: Settings, name: str, **extra: Any) -> redis.Redis:
         socket_timeout=settings.valkey_timeout,
         socket_connect_timeout=settings.valkey_timeout,
         socket_keepalive=True,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), retries),
         retry_on_error=[ConnectionError, TimeoutError],
         client_name=name,
         **extra,
@@ -178,7 +179,9 @@ class SessionStore:
         self.client = valkey_client(settings, "irontrack")
         # Its own connection, RESP2: Valkey delivers tracking invalidations to a RESP2 client
         # as pub/sub messages (RESP3 would get them as pushes on a data connection).
-        listener = valkey_client(settings, "irontrack-l1", protocol=2, health_check_interval=10)
+        listener = valkey_client(
+            settings, "irontrack-l1", retries=0, protocol=2, health_check_interval=10
+        )
         self.l1 = TrackedCache(
             self.client, listener, SESSION_PREFIX, settings.l1_size, settings.l1_max_ttl
         )
