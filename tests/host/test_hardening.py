@@ -10,6 +10,7 @@ from conftest import expected
 
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/01-irontrack.conf"
 SYSCTL_FILE = "/etc/sysctl.d/61-irontrack-hardening.conf"
+FORWARDING_FILE = "/etc/sysctl.d/61-irontrack-hardening-forwarding.conf"
 UU_FILE = "/etc/apt/apt.conf.d/52irontrack-unattended-upgrades"
 SSH_OPTS = (
     "-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
@@ -101,15 +102,16 @@ def test_sshd_refuses_passwords_and_weak_ciphers(host):
 
 
 def _wanted_sysctls() -> dict:
-    sysctls = dict(expected("hardening", "hardening_sysctls"))
+    sysctls = dict(expected("hardening", "hardening_forwarding_sysctls"))
+    sysctls.update(expected("hardening", "hardening_sysctls"))
     sysctls.update(expected("hardening", "hardening_sysctls_extra") or {})
     return sysctls
 
 
-def test_security_sysctl_file_holds_every_key(host):
-    f = host.file(SYSCTL_FILE)
+def _written(host, path: str) -> dict:
+    f = host.file(path)
     assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
-    written = {
+    return {
         k.strip(): _norm(v)
         for k, v in (
             line.split("=", 1)
@@ -117,7 +119,13 @@ def test_security_sysctl_file_holds_every_key(host):
             if line.strip() and not line.startswith("#")
         )
     }
-    assert written == {k: _norm(v) for k, v in _wanted_sysctls().items()}
+
+
+def test_security_sysctl_files_hold_every_key(host):
+    forwarding = expected("hardening", "hardening_forwarding_sysctls")
+    assert _written(host, FORWARDING_FILE) == {k: _norm(v) for k, v in forwarding.items()}
+    rest = {k: v for k, v in _wanted_sysctls().items() if k not in forwarding}
+    assert _written(host, SYSCTL_FILE) == {k: _norm(v) for k, v in rest.items()}
 
 
 def _namespaced(key: str) -> bool:
