@@ -98,17 +98,10 @@ def main() -> int:
     stack = Stack.start()
     server = None
     try:
-        keys = stack.keys_dir
-        stack.run_cli(
-            "irontrack-keygen",
-            "--private-key",
-            str(keys / "jwt-private.pem"),
-            "--public-key",
-            str(keys / "jwt-public.pem"),
-        )
-        migrated = stack.run_cli("irontrack-migrate")
-        if migrated.returncode != 0:
-            print(migrated.stderr, file=sys.stderr)
+        try:
+            stack.prepare_app()
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
             return 1
         env = stack.app_env(IRONTRACK_ACCESS_LOG=args.access_log)
         for key in (

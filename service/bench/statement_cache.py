@@ -78,17 +78,10 @@ def main() -> int:
             version = ".".join(map(str, stack.pgbouncer.version))
             print(f"PgBouncer {version} does not track prepared statements (needs >= 1.21)")
             return 1
-        keys = stack.keys_dir
-        stack.run_cli(
-            "irontrack-keygen",
-            "--private-key",
-            str(keys / "jwt-private.pem"),
-            "--public-key",
-            str(keys / "jwt-public.pem"),
-        )
-        migrated = stack.run_cli("irontrack-migrate")
-        if migrated.returncode != 0:
-            print(migrated.stderr, file=sys.stderr)
+        try:
+            stack.prepare_app()
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
             return 1
         runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
         # 2xx and non-2xx both count in wrk's rate: the non-2xx are reported beside it.

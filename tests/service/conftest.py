@@ -28,16 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def stack() -> Iterator[Stack]:
     stack = Stack.start()
     try:
-        keygen = stack.run_cli(
-            "irontrack-keygen",
-            "--private-key",
-            str(stack.keys_dir / "jwt-private.pem"),
-            "--public-key",
-            str(stack.keys_dir / "jwt-public.pem"),
-        )
-        assert keygen.returncode == 0, keygen.stderr
-        migrate = stack.run_cli("irontrack-migrate")  # through PgBouncer (transaction mode)
-        assert migrate.returncode == 0, migrate.stderr
+        stack.prepare_app()
         yield stack
     finally:
         stack.stop()

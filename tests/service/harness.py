@@ -596,6 +596,23 @@ class Stack:
             check=False,
         )
 
+    def prepare_app(self) -> None:
+        """What the app role does before a first start: the JWT key pair, then the migrations
+        (through PgBouncer, transaction mode). RuntimeError with the tool's stderr on failure."""
+        for args in (
+            (
+                "irontrack-keygen",
+                "--private-key",
+                str(self.keys_dir / "jwt-private.pem"),
+                "--public-key",
+                str(self.keys_dir / "jwt-public.pem"),
+            ),
+            ("irontrack-migrate",),
+        ):
+            done = self.run_cli(*args)
+            if done.returncode != 0:
+                raise RuntimeError(f"{args[0]} failed: {done.stderr}")
+
     def stop(self) -> None:
         for component in (self.valkey, self.pgbouncer, self.postgres):
             with contextlib.suppress(Exception):
