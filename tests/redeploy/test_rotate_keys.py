@@ -23,10 +23,14 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+from joserfc import jwt
+from joserfc.jwk import OKPKey
 from test_zero_downtime import (
     REPO,
     SOCKET,
     deploy,
+    deployed,
     live_state,
     ping_loops,  # noqa: F401 - the fixture
     stop_loops,
@@ -171,3 +175,48 @@ def test_a_host_without_a_keyset_or_with_a_bad_one_is_refused(host, tmp_path):
 
     assert live_state(host) == before
     assert host.file(KEYSET).content_string == keyset
+
+
+def test_an_earlier_releases_key_pair_becomes_the_signing_key(host):
+    """A host an earlier release provisioned has its own key pair and no keyset anywhere: the
+    next deploy makes that key the controller's keyset's signing key (same kid), so a token
+    it signed before the upgrade still works; the pair stays in place, unused."""
+    controller = Path(os.environ.get("IRONTRACK_SECRETS_DIR", REPO / ".secrets" / "local"))
+    controller_file = controller / "jwt-keyset.json"
+    if not controller_file.exists():
+        pytest.skip("no controller keyset file (a keyset from vault)")
+    saved = controller_file.read_bytes()
+    private, public = (
+        "/etc/irontrack/keys/jwt_ed25519.pem",
+        "/etc/irontrack/keys/jwt_ed25519.pub.pem",
+    )
+    assert not host.file(private).exists, "the host already has an earlier release's pair"
+    token = login(host)
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    try:
+        host.run_expect(
+            [0],
+            f"/opt/irontrack/current/bin/irontrack-keygen --private-key {private} "
+            f"--public-key {public} && chgrp irontrack {private} && chmod 0640 {private}",
+        )
+        legacy = OKPKey.import_key(host.file(private).content)
+        legacy_kid = OKPKey.import_key(legacy.as_dict(private=False)).thumbprint()
+        header = {"alg": "Ed25519", "typ": "at+jwt", "kid": legacy_kid}
+        before_upgrade = jwt.encode(header, claims, legacy, algorithms=["Ed25519"])
+        assert me(host, before_upgrade) == 401  # not (yet) a key of the keyset
+        controller_file.unlink()
+
+        assert deployed(deploy(host, None))
+        migrated = json.loads(controller_file.read_text())["keys"]
+        assert [k["state"] for k in migrated] == ["signing"]
+        assert OKPKey.import_key(migrated[0]["private_pem"]).thumbprint() == legacy_kid
+        assert jwks(host) == [legacy_kid]
+        assert me(host, before_upgrade) == 200
+        assert kid(login(host)) == legacy_kid
+    finally:
+        # Back to the keyset the host had (and no pair: the other tests expect none).
+        host.run(f"rm -f {private} {public}")
+        controller_file.write_bytes(saved)
+        controller_file.chmod(0o600)
+        assert deployed(deploy(host, None))
+    assert me(host, token) == 200
