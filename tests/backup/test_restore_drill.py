@@ -169,7 +169,7 @@ def test_point_in_time_restore(host, run_id):
     )
     RESULTS["restore_playbook_s"] = round(time.monotonic() - started, 1)
     assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
-    paused = re.search(r"PgBouncer paused for (\d+) s", play.stdout)
+    paused = re.search(r"PgBouncer paused for\s+(\d+)\s+s", play.stdout)
     assert paused, play.stdout[-2000:]
     RESULTS["pgbouncer_paused_s"] = int(paused.group(1))
 
