@@ -1,0 +1,184 @@
+"""The restore drill (issue 12), run by Molecule's verify against the local host.
+
+1. Recovery point: a signup on a quiet server reaches Barman's WAL archive within 60 s
+   (archive_timeout + Barman's cron interval), measured.
+2. A stopped WAL stream is visible: `barman check` fails and names it.
+3. Point-in-time restore: users A, a full backup, users B, note the time, users C, then
+   playbooks/restore.yml to the noted time: exactly A and B exist (their logins work, C's do
+   not) and /health answers 200.
+
+Users are created and logged in through the application's own socket on the host (no rate
+limit in the way), the database is read as postgres, the restore runs the real playbook.
+The figures go to results/backup-drill-<host>.json (the README quotes them).
+Usage: IRONTRACK_INVENTORY=inventories/local pytest tests/backup --hosts=docker://$IRONTRACK_INSTANCE
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER = "irontrack"
+BARMAN_HOME = "/var/lib/barman"
+SOCKET = "/run/app/granian.sock"
+RESULTS: dict[str, float | int | str] = {}
+
+# Runs with the host's python3: POST each email to signup or login through the app's socket,
+# print "<email> <status>" per line.
+CLIENT = r"""
+import http.client, json, socket, sys
+class Conn(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(sys.argv[1])
+action, password = sys.argv[2], sys.argv[3]
+for email in sys.argv[4:]:
+    c = Conn("localhost", timeout=30)
+    if action == "health":
+        c.request("GET", "/health")
+    else:
+        body = json.dumps({"email": email, "password": password})
+        c.request("POST", "/api/v1/access/" + action, body=body,
+                  headers={"Content-Type": "application/json"})
+    r = c.getresponse(); r.read(); c.close()
+    print(email, r.status)
+"""
+
+
+@pytest.fixture(scope="module")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def write_results(host):
+    yield
+    if RESULTS:
+        name = host.backend.get_hostname()
+        out = REPO / "results" / f"backup-drill-{name}.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(RESULTS, indent=2) + "\n")
+        print(f"\nbackup drill: {json.dumps(RESULTS)}")
+
+
+PASSWORD = "drill-password-0123456789"
+
+
+def api(host, action: str, emails: list[str], password: str = PASSWORD) -> dict[str, int]:
+    cmd = ["python3", "-c", CLIENT, SOCKET, action, password, *emails]
+    out = host.run(shlex.join(cmd))
+    assert out.rc == 0, out.stderr
+    return {line.split()[0]: int(line.split()[1]) for line in out.stdout.splitlines()}
+
+
+def psql(host, sql: str, db: str = "postgres") -> str:
+    out = host.run(f"runuser -u postgres -- psql --no-psqlrc -d {db} -Atc {shlex.quote(sql)}")
+    assert out.rc == 0, out.stderr
+    return out.stdout.strip()
+
+
+def barman(host, *args: str):
+    return host.run("runuser -u barman -- /opt/barman/bin/barman " + shlex.join(args))
+
+
+def users(run: str, group: str, n: int = 2) -> list[str]:
+    return [f"drill-{run}-{group}{i}@example.com" for i in range(n)]
+
+
+def archived(host, segment: str) -> bool:
+    out = host.run(f"ls {BARMAN_HOME}/{SERVER}/wals/{segment[:16]}/ 2>/dev/null")
+    return any(name.startswith(segment) for name in out.stdout.split())
+
+
+def test_recovery_point_on_a_quiet_server(host, run_id):
+    """The segment holding a fresh commit is in the archive within 60 s, with no forced switch."""
+    assert api(host, "signup", users(run_id, "rpo", 1)) == {users(run_id, "rpo", 1)[0]: 201}
+    committed = time.monotonic()
+    segment = psql(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    deadline = committed + 120
+    while not archived(host, segment) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    elapsed = time.monotonic() - committed
+    assert archived(host, segment), f"{segment} not archived after {elapsed:.0f} s"
+    RESULTS["recovery_point_s"] = round(elapsed, 1)
+    assert elapsed <= 60, f"recovery point {elapsed:.0f} s > 60 s"
+
+
+def test_a_stopped_wal_stream_fails_barman_check(host):
+    units = "irontrack-barman-cron.timer irontrack-barman-receive-wal.service"
+    assert host.run(f"systemctl stop {units}").rc == 0
+    try:
+        out = barman(host, "check", SERVER)
+        assert out.rc != 0
+        assert "receive-wal running: FAILED" in out.stdout, out.stdout
+    finally:
+        assert host.run(f"systemctl start {units}").rc == 0
+    deadline = time.monotonic() + 60
+    while (out := barman(host, "check", SERVER)).rc != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert out.rc == 0, out.stdout
+
+
+def test_point_in_time_restore(host, run_id):
+    a, b, c = users(run_id, "a"), users(run_id, "b"), users(run_id, "c")
+    assert set(api(host, "signup", a).values()) == {201}
+
+    started = time.monotonic()
+    assert host.run("systemctl start irontrack-backup.service").rc == 0
+    RESULTS["backup_s"] = round(time.monotonic() - started, 1)
+    catalogue = json.loads(barman(host, "-f", "json", "list-backups", SERVER).stdout)[SERVER]
+    done = [x for x in catalogue if x["status"] == "DONE"]
+    newest = max(done, key=lambda x: float(x["end_time_timestamp"]))
+    RESULTS["backup_size_bytes"] = int(newest["size_bytes"])
+
+    assert set(api(host, "signup", b).values()) == {201}
+    time.sleep(0.5)
+    target = psql(host, "SELECT clock_timestamp()")
+    time.sleep(0.5)
+    assert set(api(host, "signup", c).values()) == {201}
+    RESULTS["target_time"] = target
+
+    env = dict(os.environ, IRONTRACK_INSTANCE=host.backend.get_hostname())
+    started = time.monotonic()
+    play = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ.get("IRONTRACK_INVENTORY", "inventories/local"),
+            "playbooks/restore.yml",
+            "-e",
+            "restore_confirm=yes",
+            "-e",
+            json.dumps({"restore_target_time": target}),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    RESULTS["restore_playbook_s"] = round(time.monotonic() - started, 1)
+    assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
+    paused = re.search(r"PgBouncer paused for\s+(\d+)\s+s", play.stdout)
+    assert paused, play.stdout[-2000:]
+    RESULTS["pgbouncer_paused_s"] = int(paused.group(1))
+
+    like = f"drill-{run_id}-%"
+    rows = psql(host, f"SELECT email FROM users WHERE email LIKE '{like}'", db="irontrack")
+    present = set(rows.split())
+    present.discard(users(run_id, "rpo", 1)[0])  # the recovery-point user of the first test
+    assert present == set(a + b)
+
+    assert set(api(host, "login", a + b).values()) == {200}
+    assert set(api(host, "login", c).values()) == {401}
+    assert api(host, "health", ["-"]) == {"-": 200}
