@@ -125,15 +125,26 @@ def parse_metrics(metrics) -> dict:
     return samples
 
 
+def _eventually(listener: Listener, check, timeout: float = 5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = listener.scrape()
+        if check(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.2)
+
+
 def test_two_workers_counts_add_up(workers2: Server, listener: Listener, metrics_root: Path):
     slot = metrics_root / "blue"
+    count = "irontrack_http_request_duration_seconds_count"
     for round_ in range(5):
-        before = value(
-            listener.scrape(), "irontrack_http_request_duration_seconds_count", route="/ping"
-        )
+        time.sleep(PUBLISH_INTERVAL * 1.5)  # nothing left unpublished
+        before = value(listener.scrape(), count, route="/ping")
         _ping_new_connections(workers2, 300)
-        after = listener.scrape()
-        total = value(after, "irontrack_http_request_duration_seconds_count", route="/ping")
+        # Each worker publishes its counts once a second.
+        want = before + 300
+        after = _eventually(listener, lambda s, want=want: value(s, count, route="/ping") >= want)
+        total = value(after, count, route="/ping")
         assert total - before == 300, f"round {round_}: {total - before} of 300 counted"
         assert (
             value(
@@ -162,7 +173,10 @@ def test_route_templates_bound_the_labels(workers2: Server, listener: Listener) 
         assert http.head("/health").status_code in (200, 503)
         user = signup_and_login(http, "metrics-routes")
         assert me(http, user.access).status_code == 200
-    samples = listener.scrape()
+    samples = _eventually(
+        listener,
+        lambda s: value(s, "irontrack_http_request_duration_seconds_count", route="/health") >= 1,
+    )
     routes = {
         dict(labels)["route"]
         for (name, labels) in samples
@@ -176,15 +190,6 @@ def test_route_templates_bound_the_labels(workers2: Server, listener: Listener) 
     assert value(samples, count, route="/api/v1/access/login", method="POST", status="200") >= 1
     assert value(samples, count, route="/api/v1/access/me", method="GET", status="200") >= 1
     assert value(samples, count, route="/health", method="HEAD") >= 1
-
-
-def _eventually(listener: Listener, check, timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = listener.scrape()
-        if check(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.2)
 
 
 def test_hash_l1_and_pool_metrics_move(workers2: Server, listener: Listener) -> None:

@@ -156,6 +156,7 @@ def _start_metrics(svc: Services) -> Any:
     from . import metrics, sessions
 
     publisher = metrics.Publisher()
+    publisher.add(metrics.RECORDER.flush)
     publisher.add(metrics.l1_source(svc.sessions.l1))
     publisher.add(metrics.db_pool_source(svc.engine, svc.settings.db_pool_size))
     publisher.add(metrics.hash_source(svc.passwords))
@@ -174,10 +175,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app = create_fastapi(settings, access_log)
     wrapped: ASGIApp = BodyLimitMiddleware(app, settings.max_body_bytes)
     wrapped = EdgeMiddleware(wrapped, app.state.services)
+    observe = None
     if settings.metrics:  # imported only when on: no metric files are written otherwise
-        from .metrics import MetricsMiddleware
+        from .metrics import MetricsMiddleware, request_observer
 
-        wrapped = MetricsMiddleware(wrapped, exact=(PING_PATH, ME_PATH))
+        observe = request_observer(exact=(PING_PATH, ME_PATH))
+        if not settings.access_log:
+            wrapped = MetricsMiddleware(wrapped, observe)
     if settings.access_log:
-        wrapped = AccessLogMiddleware(wrapped, access_log.write)
+        wrapped = AccessLogMiddleware(wrapped, access_log.write, observe)
     return wrapped
