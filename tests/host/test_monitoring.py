@@ -17,7 +17,6 @@ PROMETHEUS = "http://127.0.0.1:9090"
 EXPORTER_PORTS = {
     "node": 9100,
     "postgres": 9187,
-    "pgbouncer": 9127,
     "redis": 9121,
     "proxy": 9113,
     "app": 9464,
