@@ -24,7 +24,7 @@ LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
 .PHONY: help deps image vm-image packages mirror up up-vm down converge smoke tune bench \
-        bench-service test lint test-service test-roles test-host test-redeploy molecule \
+        bench-service bench-metrics test lint test-service test-roles test-host test-redeploy molecule \
         molecule-kernel run bench-statement-cache clean lock lock-upgrade audit
 
 help: ## list the targets
@@ -69,8 +69,12 @@ smoke: deps ## smoke-test the local host through TLS
 tune: deps ## re-tune the local host (kernel + planner settings only)
 	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/tune.yml
 
-bench: deps ## run the report's benchmark scenarios on the local host (results/<date>_<host>/)
+bench: deps ## the report's benchmark scenarios on the local host (results/<date>_<host>/), then the metrics overhead
 	IRONTRACK_BENCH_COMMAND="make bench" ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
+	$(MAKE) --no-print-directory bench-metrics
+
+bench-metrics: deps ## /ping and /me with the service's metrics on vs off, alternated in one run (ratio on ÷ off)
+	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/metrics_overhead.py
 
 test: deps lint audit test-service test-roles molecule ## every test (the VM scenario, too slow under TCG for CI: make molecule-kernel)
 
@@ -83,13 +87,16 @@ lock-upgrade: deps ## re-resolve every pin of both locks to the newest allowed v
 audit: deps ## pip-audit both locks (known vulnerabilities; reviewed exceptions: audit-ignore.toml)
 	python scripts/audit.py
 
-lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check
+lint: deps ## ruff, role docs, ansible-lint (production profile), syntax check, alert rules (promtool)
 	ruff check .
 	ruff format --check .
 	python scripts/lock.py check
 	python scripts/role-docs.py --check
 	ansible-lint --nocolor
 	for p in $(PLAYBOOKS); do ansible-playbook -i inventories/production --syntax-check "$$p"; done
+	promtool=$$(scripts/promtool.sh); \
+	  "$$promtool" check rules roles/monitoring/files/irontrack.rules.yml; \
+	  "$$promtool" test rules tests/monitoring/rules_test.yml
 
 test-service: deps ## service tests against real PostgreSQL 18, PgBouncer (>= 1.21, the mirror's) and Valkey
 	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) pytest tests/service

@@ -15,6 +15,7 @@ from starlette.types import Scope
 
 from .auth import access_token_from
 from .responses import encode
+from .sessions import note_error
 
 Headers = tuple[tuple[bytes, bytes], ...]
 Answer = tuple[int, bytes, Headers]
@@ -52,6 +53,7 @@ async def me_answer(svc: Any, scope: Scope) -> Answer:
     try:
         session = await svc.sessions.get(claims.jti)
     except STORE_ERRORS:
+        note_error("session_get")
         return 503, _UNAVAILABLE, ((b"retry-after", str(STORE_RETRY_AFTER).encode()),)
     if session is None or session.sub != claims.sub:
         return 401, UNAUTHORIZED, (WWW_AUTH, NO_STORE)

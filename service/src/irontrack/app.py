@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 from . import __version__, errors
 from .api import access, health
 from .db import create_engine, create_sessionmaker
-from .edge import EdgeMiddleware
+from .edge import ME_PATH, PING_PATH, EdgeMiddleware
 from .keys import generate_key_files
 from .keyset import load_configured_keyset
 from .logs import configure_logging
@@ -101,9 +101,12 @@ def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None
         svc.sessions = SessionStore(settings)
         svc.throttle = LoginThrottle(svc.sessions.client, settings)
         await svc.sessions.init()  # Valkey down: serve anyway (/health says so), L1 retries
+        publisher = _start_metrics(svc) if settings.metrics else None
         try:
             yield
         finally:
+            if publisher is not None:
+                await publisher.close()
             # In-flight logins/signups finish their hash and still reach Valkey and the
             # database; then the clients close; the log goes last.
             await svc.passwords.drain(SHUTDOWN_DRAIN_SECONDS)
@@ -153,14 +156,37 @@ def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None
     return app
 
 
+def _start_metrics(svc: Services) -> Any:
+    """Publish the pools' and caches' numbers once a second (irontrack.metrics)."""
+    from . import metrics, sessions
+
+    publisher = metrics.Publisher()
+    publisher.add(metrics.RECORDER.flush)
+    publisher.add(metrics.l1_source(svc.sessions.l1))
+    publisher.add(metrics.db_pool_source(svc.engine, svc.settings.db_pool_size))
+    publisher.add(metrics.hash_source(svc.passwords))
+    publisher.add(metrics.rejected_source(svc.passwords))
+    publisher.add(metrics.valkey_errors_source(sessions.ERRORS))
+    publisher.publish()
+    publisher.start()
+    return publisher
+
+
 def create_app(settings: Settings | None = None) -> ASGIApp:
-    """FastAPI behind pure ASGI layers: access log (outermost), the hot-path edge, the body
-    ceiling."""
+    """FastAPI behind pure ASGI layers: access log (outermost), metrics, the hot-path edge, the
+    body ceiling."""
     settings = settings or get_settings()
     access_log = AccessLogWriter()
     app = create_fastapi(settings, access_log)
     wrapped: ASGIApp = BodyLimitMiddleware(app, settings.max_body_bytes)
     wrapped = EdgeMiddleware(wrapped, app.state.services)
+    observe = None
+    if settings.metrics:  # imported only when on: no metric files are written otherwise
+        from .metrics import MetricsMiddleware, request_observer
+
+        observe = request_observer(exact=(PING_PATH, ME_PATH))
+        if not settings.access_log:
+            wrapped = MetricsMiddleware(wrapped, observe)
     if settings.access_log:
-        wrapped = AccessLogMiddleware(wrapped, access_log.write)
+        wrapped = AccessLogMiddleware(wrapped, access_log.write, observe)
     return wrapped

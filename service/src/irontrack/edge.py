@@ -51,7 +51,12 @@ class EdgeMiddleware:
                 return
         if scope["type"] == "http" and scope["method"] == "HEAD":
             # HEAD wherever GET works: FastAPI's routes are GET only; answer as GET, no body.
-            await self.app({**scope, "method": "GET"}, receive, _bodyless(send))
+            get_scope = {**scope, "method": "GET"}
+            try:
+                await self.app(get_scope, receive, _bodyless(send))
+            finally:
+                if "route" in get_scope:  # the matched route, for the metrics
+                    scope["route"] = get_scope["route"]
             return
         await self.app(scope, receive, send)
 

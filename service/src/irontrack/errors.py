@@ -17,6 +17,7 @@ from .answers import STORE_RETRY_AFTER, retry_after
 from .middleware import BodyTooLarge
 from .passwords import Overloaded
 from .responses import MsgspecResponse, error
+from .sessions import note_error
 
 log = logging.getLogger("irontrack.errors")
 
@@ -75,6 +76,7 @@ async def _on_database(_: Request, exc: Exception) -> Response:
 
 
 async def _on_valkey(_: Request, exc: Exception) -> Response:
+    note_error("request")
     log.error("valkey unavailable: %s", exc.__class__.__name__)
     return error(503, "session store unavailable", retry_after(STORE_RETRY_AFTER))
 

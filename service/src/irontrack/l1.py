@@ -53,6 +53,10 @@ class TrackedCache:
         self.epoch = 0
         self.live = False
         self.invalidations = 0
+        # Lookups by result (plain integers, published by irontrack.metrics).
+        self.hits = 0
+        self.misses = 0
+        self.bypasses = 0
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._reconnected = False
@@ -157,8 +161,12 @@ class TrackedCache:
             if hit is not None:
                 value, until = hit
                 if until > time.monotonic():
+                    self.hits += 1
                     return value or None
                 del self._entries[key]
+            self.misses += 1
+        else:
+            self.bypasses += 1
         epoch = self.epoch
         raw = await self._client.get(self._prefix + key)
         if self.live and epoch == self.epoch:  # no invalidation while the GET was in flight

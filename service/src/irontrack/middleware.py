@@ -69,13 +69,23 @@ class AccessLogWriter:
 
 
 class AccessLogMiddleware:
-    """One JSON line per request: ts, method, path, status, ms, client, pid."""
+    """One JSON line per request: ts, method, path, status, ms, client, pid.
 
-    __slots__ = ("app", "pid", "sink")
+    ``observe(scope, status, seconds)``, when given, is told of every finished request too
+    (the metrics: one timing, one send wrapper for both).
+    """
 
-    def __init__(self, app: ASGIApp, sink: Callable[[str], None]) -> None:
+    __slots__ = ("app", "observe", "pid", "sink")
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        sink: Callable[[str], None],
+        observe: Callable[[Scope, int, float], None] | None = None,
+    ) -> None:
         self.app = app
         self.sink = sink
+        self.observe = observe
         self.pid = os.getpid()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,11 +106,14 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - start
+            if self.observe is not None:
+                self.observe(scope, status, elapsed)
             client = scope.get("client")
             self.sink(
                 f'{{"ts":{time.time():.3f},"method":"{scope["method"]}",'
                 f'"path":"{_json_str(scope["path"])}","status":{status},'
-                f'"ms":{(time.perf_counter() - start) * 1000:.3f},'
+                f'"ms":{elapsed * 1000:.3f},'
                 f'"client":"{client[0] if client else ""}","pid":{self.pid}}}'
             )
 

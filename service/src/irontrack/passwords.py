@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import secrets
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -50,6 +51,9 @@ class PasswordService:
         self.capacity = settings.hash_workers + settings.hash_queue
         self.retry_after = settings.hash_retry_after
         self.pending = 0
+        self.rejected = 0  # refused jobs (published as a metric)
+        # Called in the hash thread with the seconds a job waited for it (metrics), or None.
+        self.on_wait: Callable[[float], None] | None = None
         self._idle = asyncio.Event()
         self._executor = ThreadPoolExecutor(
             max_workers=settings.hash_workers, thread_name_prefix="argon2"
@@ -61,12 +65,16 @@ class PasswordService:
     def admit(self) -> None:
         """Raise Overloaded when no job could be queued now."""
         if self.pending >= self.capacity:
+            self.rejected += 1
             raise Overloaded(self.retry_after)
 
     async def _run(self, call: Callable[[], T]) -> T:
         self.admit()
         self.pending += 1
         self._idle.clear()
+        on_wait = self.on_wait
+        if on_wait is not None:
+            call = _timed(call, on_wait, time.perf_counter())
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         finally:
@@ -98,3 +106,13 @@ class PasswordService:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _timed(
+    call: Callable[[], T], on_wait: Callable[[float], None], since: float
+) -> Callable[[], T]:
+    def run() -> T:
+        on_wait(time.perf_counter() - since)
+        return call()
+
+    return run

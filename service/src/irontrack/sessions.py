@@ -24,6 +24,7 @@ always reuse.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -167,6 +168,14 @@ def valkey_client(settings: Settings, name: str, retries: int = 1, **extra: Any)
 class NewSession:
     sid: str
     refresh_token: str
+
+
+# Valkey failures seen by this process, by operation (published by irontrack.metrics).
+ERRORS: collections.Counter[str] = collections.Counter()
+
+
+def note_error(operation: str) -> None:
+    ERRORS[operation] += 1
 
 
 class SessionStore:

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     cookie_domain: str | None = None
     access_log: bool = True
+    metrics: bool = Field(
+        default=True,
+        description="Record Prometheus metrics (served by irontrack-metrics, not by the app; "
+        "multiprocess when PROMETHEUS_MULTIPROC_DIR is set).",
+    )
     docs_enabled: bool = Field(
         default=False, description="Serve /docs and /openapi.json (off in production)."
     )

@@ -16,6 +16,7 @@ from ..release import current_release
 from ..responses import MsgspecResponse, PreEncodedResponse, encode
 from ..schemas import HealthDown, HealthOut, Ping
 from ..services import Services, get_services
+from ..sessions import note_error
 from ..settings import Settings
 
 log = logging.getLogger("irontrack.health")
@@ -48,10 +49,14 @@ def build_router(settings: Settings) -> APIRouter:
             task.cancel()
             task.add_done_callback(_consume)
             log.warning("health: %s timed out after %.2fs", name, timeout)
+            if name == "valkey":
+                note_error("health")
             return "timeout"
         exc = task.exception()
         if exc is not None:  # any failure of a dependency is a state, never a 500
             log.warning("health: %s failed: %s", name, exc.__class__.__name__)
+            if name == "valkey":
+                note_error("health")
             return "error"
         return "ok"
 
