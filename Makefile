@@ -105,7 +105,7 @@ test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18,
 	pytest tests/roles tests/tools
 
 molecule: image packages ## create → converge → idempotence → verify (testinfra + smoke) → destroy
-	molecule test
+	molecule test 2>&1 | tee .molecule-test.log || { python scripts/failure-summary.py .molecule-test.log; exit 1; }
 
 molecule-kernel: vm-image ## the same on a real kernel (QEMU VM): every sysctl and the open-files limit live, retune, reboot
 	molecule test -s kernel
