@@ -21,8 +21,10 @@ if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
     log "starting docker.service"
     systemctl start docker
 else
+    # setsid: dockerd leads its own session, so ending the job (or the make) that started
+    # it does not end the engine under every other user of this machine.
     log "starting dockerd in the background (log: /var/log/dockerd.log)"
-    nohup dockerd >/var/log/dockerd.log 2>&1 &
+    setsid nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
 fi
 
 for _ in $(seq 1 60); do
