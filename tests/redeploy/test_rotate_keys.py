@@ -33,6 +33,7 @@ from test_zero_downtime import (
     deployed,
     live_state,
     ping_loops,  # noqa: F401 - the fixture
+    playbook,
     stop_loops,
 )
 
@@ -41,17 +42,7 @@ PASSWORD = "rotate-keys correct horse"
 
 
 def rotate(host, *extra: str) -> subprocess.CompletedProcess:
-    inventory = os.environ.get("IRONTRACK_INVENTORY", str(REPO / "inventories" / "local"))
-    local = Path(inventory).resolve() == (REPO / "inventories" / "local").resolve()
-    command = [
-        "ansible-playbook",
-        "-i",
-        inventory,
-        str(REPO / "playbooks" / "rotate-keys.yml"),
-        *([] if local else ["--limit", host.backend.get_hostname()]),
-        *extra,
-    ]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    return playbook(host, "rotate-keys.yml", *extra)
 
 
 def ok(result: subprocess.CompletedProcess) -> bool:

@@ -38,7 +38,8 @@ def live_state(host) -> dict[str, str]:
     return {"slot": slot, "release": release}
 
 
-def deploy(host, source: Path | None, *extra: str) -> subprocess.CompletedProcess:
+def playbook(host, name: str, *extra: str) -> subprocess.CompletedProcess:
+    """Run playbooks/<name> against the host under test (IRONTRACK_DEPLOY_ARGS appended)."""
     inventory = os.environ.get("IRONTRACK_INVENTORY", str(REPO / "inventories" / "local"))
     # The local inventory has one host, `irontrack-local`, whose container is
     # $IRONTRACK_INSTANCE: no --limit there (the container name is not the inventory name).
@@ -47,14 +48,18 @@ def deploy(host, source: Path | None, *extra: str) -> subprocess.CompletedProces
         "ansible-playbook",
         "-i",
         inventory,
-        str(REPO / "playbooks" / "deploy.yml"),
+        str(REPO / "playbooks" / name),
         *([] if local else ["--limit", host.backend.get_hostname()]),
         *shlex.split(os.environ.get("IRONTRACK_DEPLOY_ARGS", "")),
+        *extra,
     ]
-    if source is not None:
-        command += ["-e", f"app_source_dir={source}"]
-    command += extra
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def deploy(host, source: Path | None, *extra: str) -> subprocess.CompletedProcess:
+    """playbooks/deploy.yml, of `source` (a service tree) or of the repository's service."""
+    sourced = ["-e", f"app_source_dir={source}"] if source is not None else []
+    return playbook(host, "deploy.yml", *sourced, *extra)
 
 
 def deployed(result: subprocess.CompletedProcess) -> bool:
