@@ -23,6 +23,7 @@ from test_zero_downtime import (
     deploy,
     deployed,
     live_state,
+    output,
     ping_loops,  # noqa: F401 - the fixture
     service_variant,
     stop_loops,
@@ -97,6 +98,6 @@ def test_rollback_to_an_unknown_release_changes_nothing(host):
     before = live_state(host)
     result = deploy(host, None, "-e", "release=0.0.0-000000000000")
     assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "is not recorded on" in output, output[-3000:]
+    said = output(result)
+    assert "is not recorded on" in said, said[-3000:]
     assert live_state(host) == before

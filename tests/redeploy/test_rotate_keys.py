@@ -32,6 +32,7 @@ from test_zero_downtime import (
     deploy,
     deployed,
     live_state,
+    output,
     ping_loops,  # noqa: F401 - the fixture
     playbook,
     stop_loops,
@@ -130,7 +131,7 @@ def test_rotation_keeps_live_tokens_and_retirement_ends_them(host, ping_loops): 
     # Too early: the old key signed tokens moments ago.
     early = rotate(host, "-e", f"retire={old}")
     assert early.returncode != 0
-    assert "refusing to retire" in early.stdout + early.stderr
+    assert "refusing to retire" in output(early), output(early)[-3000:]
     assert me(host, old_token) == 200
 
     assert ok(rotate(host, "-e", f"retire={old}", "-e", "app_jwt_retire_min_age=0"))
@@ -153,16 +154,16 @@ def test_a_host_without_a_keyset_or_with_a_bad_one_is_refused(host, tmp_path):
     pem = json.loads(keyset)["keys"][0]["private_pem"]
 
     missing = deploy(host, None, "-e", json.dumps({"app_jwt_keyset_file": None}))
-    output = missing.stdout + missing.stderr
+    said = output(missing)
     assert missing.returncode != 0
-    assert "no JWT keyset for" in output, output[-3000:]
+    assert "no JWT keyset for" in said, said[-3000:]
 
     vault = {"app_jwt_keyset": [{"state": "verifying", "private_pem": pem}]}
     bad = deploy(host, None, "-e", json.dumps(vault))
-    output = bad.stdout + bad.stderr
+    said = output(bad)
     assert bad.returncode != 0
-    assert "exactly one key must be 'signing' (found none)" in output, output[-3000:]
-    assert "PRIVATE KEY" not in output
+    assert "exactly one key must be 'signing' (found none)" in said, said[-3000:]
+    assert "PRIVATE KEY" not in said
 
     assert live_state(host) == before
     assert host.file(KEYSET).content_string == keyset

@@ -53,7 +53,15 @@ def playbook(host, name: str, *extra: str) -> subprocess.CompletedProcess:
         *shlex.split(os.environ.get("IRONTRACK_DEPLOY_ARGS", "")),
         *extra,
     ]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    # JSON results: a message is one line whatever the paths' lengths (the YAML format folds
+    # long strings at a width, which moves with the checkout's path).
+    env = {**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, env=env)
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    """stdout and stderr of a playbook run, every run of whitespace made one space."""
+    return " ".join((result.stdout + result.stderr).split())
 
 
 def deploy(host, source: Path | None, *extra: str) -> subprocess.CompletedProcess:
@@ -163,8 +171,8 @@ def test_failed_deploy_keeps_the_old_release_serving(host, ping_loops, tmp_path)
     assert result.returncode != 0, "a release that cannot start must fail the deploy"
     # ansible-core writes a failed task's message to stdout or stderr depending on the
     # callback settings (Molecule's environment sends it to stderr): look in both.
-    output = result.stdout + result.stderr
-    assert "did not start in slot" in output, output[-3000:]
+    said = output(result)
+    assert "did not start in slot" in said, said[-3000:]
     assert after == before
     idle = "green" if before["slot"] == "blue" else "blue"
     assert not host.service(f"irontrack@{idle}").is_running

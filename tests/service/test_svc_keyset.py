@@ -98,7 +98,7 @@ def test_rotation_keeps_live_tokens_and_retirement_ends_them(stack: Stack, tmp_p
     promoted = _keyset(stack, "promote", str(path))
     assert promoted["signing"] == new
     assert _kids(path) == [(old, "verifying"), (new, "signing")]
-    refused = stack.run_cli("irontrack-keyset", "retire", str(path), old, "--min-age", "1800")
+    refused = stack.run_cli("irontrack-keyset", "retire", "--min-age", "1800", "--", str(path), old)
     assert refused.returncode == 1
     assert "tokens live up to 1800 s" in refused.stderr
     with _serving(stack, "ks3", **env) as http:
@@ -109,8 +109,8 @@ def test_rotation_keeps_live_tokens_and_retirement_ends_them(stack: Stack, tmp_p
         assert me(http, fresh.access).status_code == 200
 
     # Retired: the old key's tokens are refused, the new key's still pass.
-    assert _keyset(stack, "retire", str(path), old)["retired"] == [old]
-    assert _keyset(stack, "retire", str(path), old, "--missing-ok")["changed"] is False
+    assert _keyset(stack, "retire", "--", str(path), old)["retired"] == [old]
+    assert _keyset(stack, "retire", "--missing-ok", "--", str(path), old)["changed"] is False
     with _serving(stack, "ks4", **env) as http:
         assert _jwks(http) == [new]
         assert me(http, user.access).status_code == 401
@@ -290,3 +290,20 @@ def test_check_config_names_the_keyset(stack: Stack) -> None:
     assert result.returncode == 0, result.stderr
     (entry,) = json.loads(stack.keyset_path.read_text())["keys"]
     assert f"signing {entry['kid']}, 0 more verifying" in result.stdout
+
+
+def test_retire_reads_a_kid_that_starts_with_a_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kid is base64url (RFC 7638 thumbprint): one in 64 starts with "-". After "--" it is
+    the KID argument, never an option; its lookup (not the parser) answers."""
+    from irontrack.cli.keyset import main
+
+    path = tmp_path / "keyset.json"
+    assert main(["init", str(path)]) == 0
+    capsys.readouterr()
+    dashed = "-" + "A" * 42
+    assert main(["retire", "--min-age", "0", "--", str(path), dashed]) == 1
+    assert f"no key {dashed}" in capsys.readouterr().err
+    assert main(["retire", "--missing-ok", "--", str(path), dashed]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is False

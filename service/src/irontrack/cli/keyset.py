@@ -6,8 +6,10 @@
                                            keeps an already staged key)
     promote FILE                           the staged key signs, the old one keeps verifying
                                            (phase 2)
-    retire FILE KID [--min-age S]          remove a verifying key that stopped signing at least
-                                           S seconds ago (the longest token lifetime)
+    retire [--min-age S] -- FILE KID       remove a verifying key that stopped signing at least
+                                           S seconds ago (the longest token lifetime); a kid is
+                                           base64url and may start with "-": put "--" before
+                                           FILE so it is never read as an option
     prune FILE --min-age S                 retire every key that stopped signing >= S ago
     show FILE                              kids and states, no private key (FILE "-": check a
                                            keyset given on stdin)
