@@ -24,7 +24,7 @@ LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml)
 
 .PHONY: help deps image vm-image packages mirror up up-vm down converge smoke tune bench \
-        bench-service bench-metrics test lint test-service test-roles test-host test-redeploy molecule \
+        bench-service bench-metrics bench-health test lint test-service test-roles test-host test-redeploy molecule \
         molecule-kernel run bench-statement-cache clean lock lock-upgrade audit
 
 help: ## list the targets
@@ -75,6 +75,9 @@ bench: deps ## the report's benchmark scenarios on the local host (results/<date
 
 bench-metrics: deps ## /ping and /me with the service's metrics on vs off, alternated in one run (ratio on ÷ off)
 	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/metrics_overhead.py
+
+bench-health: deps ## /health vs /ping on one Granian worker, alternated in one run (ratio), and the probes that reached PostgreSQL and Valkey
+	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/health.py
 
 test: deps lint audit test-service test-roles molecule ## every test (the VM scenario, too slow under TCG for CI: make molecule-kernel)
 

@@ -11,24 +11,36 @@ from conftest import PASSWORD, me, unique_email
 from harness import Server, Stack, Valkey
 from irontrack.release import current_release
 
+# What a loaded shared machine may add to a bound measured from outside the server.
+SLACK = 1.0
 
-def _poll_health(http: httpx.Client, want: int, within: float) -> httpx.Response:
+
+def _poll_health(
+    http: httpx.Client, want: int, within: float, every: float = 0.2
+) -> httpx.Response:
     deadline = time.monotonic() + within
     while True:
         answer = http.get("/health")
         if answer.status_code == want or time.monotonic() > deadline:
             return answer
-        time.sleep(0.2)
+        time.sleep(every)
 
 
 def test_health_ok(client: httpx.Client) -> None:
     answer = client.get("/health")
     assert answer.status_code == 200
-    assert answer.json() == {
+    body = answer.json()
+    age = body.pop("age_ms")
+    assert body == {
         "status": "ok",
         "components": {"postgresql": "ok", "valkey": "ok"},
         "release": current_release(),
     }
+    assert isinstance(age, int)
+    assert 0 <= age <= 1000  # the default IRONTRACK_HEALTH_MAX_AGE
+    head = client.head("/health")
+    assert head.status_code == 200
+    assert head.content == b""
 
 
 @pytest.fixture
@@ -63,8 +75,9 @@ def test_valkey_down_is_503_naming_valkey_and_recovers(own_valkey) -> None:
 
         valkey.stop()
         started = time.monotonic()
-        answer = http.get("/health")
-        assert time.monotonic() - started < 3.0  # short timeouts, never hangs
+        # A result may be reused for up to HEALTH_MAX_AGE (1 s), then the probe's timeout (1 s).
+        answer = _poll_health(http, 503, within=2.0 + SLACK)
+        assert time.monotonic() - started < 2.0 + SLACK  # short timeouts, never hangs
         assert answer.status_code == 503
         body = answer.json()
         assert body["failed"] == ["valkey"]
@@ -91,8 +104,8 @@ def test_postgresql_down_is_503_naming_postgresql_and_recovers(
         stack.postgres.stop()
         try:
             started = time.monotonic()
-            answer = http.get("/health")
-            assert time.monotonic() - started < 3.0
+            answer = _poll_health(http, 503, within=2.0 + SLACK)
+            assert time.monotonic() - started < 2.0 + SLACK
             assert answer.status_code == 503
             body = answer.json()
             assert body["failed"] == ["postgresql"]

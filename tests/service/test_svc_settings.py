@@ -36,6 +36,8 @@ def test_plain_postgresql_scheme_is_normalised() -> None:
         ("cookie_samesite", "sideways"),
         ("valkey_url", "http://x"),
         ("health_timeout", 0),
+        ("health_max_age", -1),
+        ("health_max_age", 61),
     ],
 )
 def test_bad_values_are_named(field: str, value: object) -> None:

@@ -15,12 +15,13 @@ from starlette.types import ASGIApp
 from . import __version__, errors
 from .api import access, health
 from .db import create_engine, create_sessionmaker
-from .edge import ME_PATH, PING_PATH, EdgeMiddleware
+from .edge import HEALTH_PATH, ME_PATH, PING_PATH, EdgeMiddleware
 from .keys import generate_key_files
 from .keyset import load_configured_keyset
 from .logs import configure_logging
 from .middleware import AccessLogMiddleware, AccessLogWriter, BodyLimitMiddleware
 from .passwords import PasswordService
+from .probe import HealthProbe
 from .responses import PreEncodedResponse, encode
 from .schemas import JWKS
 from .services import Services
@@ -92,6 +93,7 @@ def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None
         keyset, settings.access_token_ttl, settings.jwt_issuer, audience=settings.jwt_audience
     )
     svc = Services(settings=settings, tokens=tokens)
+    svc.health = HealthProbe(svc, settings.health_timeout, settings.health_max_age)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -184,7 +186,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     if settings.metrics:  # imported only when on: no metric files are written otherwise
         from .metrics import MetricsMiddleware, request_observer
 
-        observe = request_observer(exact=(PING_PATH, ME_PATH))
+        observe = request_observer(exact=(PING_PATH, ME_PATH, HEALTH_PATH))
         if not settings.access_log:
             wrapped = MetricsMiddleware(wrapped, observe)
     if settings.access_log:

@@ -1,11 +1,11 @@
 """The hot read paths, answered in pure ASGI before FastAPI's router.
 
-``GET``/``HEAD`` of ``/ping`` and ``/api/v1/access/me`` are the report's throughput probes. They
-take no body and need no validation, so they are dispatched by exact path and answered with
-pre-encoded (``/ping``) or msgspec-encoded (``/me``) bytes, by the same policy as the routes
-(:mod:`irontrack.answers`). The FastAPI routes of the same paths stay (they document the API
-in OpenAPI and call the very same function); other methods fall through to FastAPI (405 with
-``Allow``).
+``GET``/``HEAD`` of ``/ping``, ``/health`` and ``/api/v1/access/me`` are the report's throughput
+probes. They take no body and need no validation, so they are dispatched by exact path and
+answered with pre-encoded (``/ping``, ``/health``: :mod:`irontrack.probe`) or msgspec-encoded
+(``/me``) bytes, by the same policy as the routes (:mod:`irontrack.answers`). The FastAPI
+routes of the same paths stay (they document the API in OpenAPI and call the very same
+function); other methods fall through to FastAPI (405 with ``Allow``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .answers import JSON, PONG, me_answer
 
 ME_PATH = "/api/v1/access/me"
 PING_PATH = "/ping"
+HEALTH_PATH = "/health"
 _READ = ("GET", "HEAD")
 
 
@@ -31,7 +32,8 @@ async def send_answer(send: Send, status: int, body: bytes, extra=(), head: bool
 
 
 class EdgeMiddleware:
-    """Answers ``GET``/``HEAD`` of ``/ping`` and ``/me`` directly; the rest goes to FastAPI."""
+    """Answers ``GET``/``HEAD`` of ``/ping``, ``/health`` and ``/me`` directly; the rest goes to
+    FastAPI."""
 
     __slots__ = ("app", "svc")
 
@@ -48,6 +50,10 @@ class EdgeMiddleware:
             if path == ME_PATH:
                 status, body, extra = await me_answer(self.svc, scope)
                 await send_answer(send, status, body, extra, scope["method"] == "HEAD")
+                return
+            if path == HEALTH_PATH:
+                status, body = await self.svc.health.answer()
+                await send_answer(send, status, body, (), scope["method"] == "HEAD")
                 return
         if scope["type"] == "http" and scope["method"] == "HEAD":
             # HEAD wherever GET works: FastAPI's routes are GET only; answer as GET, no body.

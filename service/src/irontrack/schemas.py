@@ -97,6 +97,12 @@ class HealthOut(BaseModel):
         description='{"postgresql": "ok"|"timeout"|"error", "valkey": ...}'
     )
     release: str = Field(description="The release this process runs (the app role's id), or dev")
+    age_ms: int = Field(
+        ge=0,
+        description="Milliseconds since the probe this answer reports started: results are "
+        "reused for at most IRONTRACK_HEALTH_MAX_AGE (default 1 s), one probe in flight per "
+        "worker.",
+    )
 
 
 class HealthDown(HealthOut):

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from .passwords import PasswordService
+from .probe import HealthProbe
 from .sessions import SessionStore
 from .settings import Settings
 from .throttle import LoginThrottle
@@ -24,6 +25,7 @@ class Services:
     passwords: PasswordService = field(init=False)
     sessions: SessionStore = field(init=False)
     throttle: LoginThrottle = field(init=False)
+    health: HealthProbe = field(init=False)
 
 
 def get_services(request: Request) -> Services:

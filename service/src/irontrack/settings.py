@@ -95,7 +95,14 @@ class Settings(BaseSettings):
     db_statement_cache_size: PositiveInt = Field(
         default=256, description="Statements kept per connection when db_statement_cache is on."
     )
-    health_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
+    health_timeout: Annotated[float, Field(gt=0, le=30)] = Field(
+        default=1.0, description="Seconds each /health probe (PostgreSQL, Valkey) may take."
+    )
+    health_max_age: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=1.0,
+        description="Seconds a /health probe result is reused (one probe in flight per worker; "
+        "0: a probe per request).",
+    )
     valkey_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
     valkey_max_connections: PositiveInt = 64
     valkey_pool_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
