@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 import pytest
-from conftest import expected, secret
+from conftest import secret
 
 PROMETHEUS = "http://127.0.0.1:9090"
 EXPORTER_PORTS = {
     "node": 9100,
     "postgres": 9187,
+    "pgbouncer": 9127,
     "redis": 9121,
     "proxy": 9113,
     "app": 9464,
@@ -111,15 +113,16 @@ def test_exporters_and_prometheus_listen_on_loopback_only(host):
 def test_exporters_run_unprivileged(host):
     """Every exporter this host should run (each only where its component runs) is up and
     unprivileged; the disabled ones are not installed at all."""
-    # The pgbouncer exporter is off by default (Debian 12's 1.7 exits against PgBouncer >= 1.8).
-    pgbouncer = expected("exporters", "exporters_pgbouncer_enabled") is True
     # The proxy's exporter runs for the nginx flavor only (Angie serves its own metrics).
     nginx = host.package("nginx").is_installed
     units = {
         "prometheus-node-exporter": True,
         "prometheus-postgres-exporter": True,
         "prometheus-redis-exporter": True,
-        "prometheus-pgbouncer-exporter": pgbouncer,
+        # The role's own unit (2.1 from PyPI); Debian 12's 1.7 exits against PgBouncer >= 1.8
+        # and is removed.
+        "pgbouncer-exporter": True,
+        "prometheus-pgbouncer-exporter": False,
         "prometheus-nginx-exporter": nginx,
         "prometheus": True,
         "irontrack-metrics": True,
@@ -132,6 +135,34 @@ def test_exporters_run_unprivileged(host):
         user = host.check_output("systemctl show -p User --value %s.service", unit)
         assert user in ("prometheus", "irontrack"), (unit, user)
         assert host.service(unit).is_running, unit
+
+
+def test_pgbouncer_exporter_reads_pgbouncer_as_prometheus(host):
+    """The pgbouncer target is up in Prometheus, and the pool gauges of our database, read by the
+    exporter (as prometheus, on 127.0.0.1:9127) through the stats user, are stored there."""
+    found = wait_all_up(host)
+    jobs = [t for t in found if t["labels"]["job"] == "pgbouncer"]
+    assert [t["scrapeUrl"] for t in jobs] == ["http://127.0.0.1:9127/metrics"], jobs
+    pid = host.check_output("systemctl show -p MainPID --value pgbouncer-exporter.service")
+    assert host.check_output("ps -o user= -p %s", pid) == "prometheus"
+    listeners = host.check_output("ss -Hltnp 'sport = :9127'")
+    assert f"pid={pid}," in listeners and "127.0.0.1:9127" in listeners, listeners
+    # The exporter itself: every SHOW succeeded (pgbouncer_up 1), the gauge of our pool there.
+    text = host.check_output("curl -fsS --max-time 10 http://127.0.0.1:9127/metrics")
+    assert "\npgbouncer_up 1.0\n" in text, text[:2000]
+    assert 'pgbouncer_pools_client_waiting_connections{database="irontrack",user="irontrack"}' in text
+    # Prometheus has it (the series PgBouncerClientsWaiting reads), and our pool is not waiting.
+    deadline = time.monotonic() + 60
+    while True:
+        query = 'pgbouncer_pools_client_waiting_connections{job="pgbouncer",database="irontrack"}'
+        result = api(host, "/api/v1/query?query=" + quote(query))["result"]
+        if result or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert [r["metric"]["user"] for r in result] == ["irontrack"], result
+    assert float(result[0]["value"][1]) == 0, result
+    up = api(host, "/api/v1/query?query=pgbouncer_up")["result"]
+    assert [r["value"][1] for r in up] == ["1"], up
 
 
 def test_metrics_not_served_through_the_proxy(host):
