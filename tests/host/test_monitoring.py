@@ -146,11 +146,13 @@ def test_pgbouncer_exporter_reads_pgbouncer_as_prometheus(host):
     pid = host.check_output("systemctl show -p MainPID --value pgbouncer-exporter.service")
     assert host.check_output("ps -o user= -p %s", pid) == "prometheus"
     listeners = host.check_output("ss -Hltnp 'sport = :9127'")
-    assert f"pid={pid}," in listeners and "127.0.0.1:9127" in listeners, listeners
+    assert f"pid={pid}," in listeners, listeners
+    assert "127.0.0.1:9127" in listeners, listeners
     # The exporter itself: every SHOW succeeded (pgbouncer_up 1), the gauge of our pool there.
     text = host.check_output("curl -fsS --max-time 10 http://127.0.0.1:9127/metrics")
     assert "\npgbouncer_up 1.0\n" in text, text[:2000]
-    assert 'pgbouncer_pools_client_waiting_connections{database="irontrack",user="irontrack"}' in text
+    gauge = 'pgbouncer_pools_client_waiting_connections{database="irontrack",user="irontrack"}'
+    assert gauge in text, text[:2000]
     # Prometheus has it (the series PgBouncerClientsWaiting reads), and our pool is not waiting.
     deadline = time.monotonic() + 60
     while True:
