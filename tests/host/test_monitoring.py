@@ -150,7 +150,7 @@ def test_pgbouncer_exporter_reads_pgbouncer_as_prometheus(host):
     assert "127.0.0.1:9127" in listeners, listeners
     # The exporter itself: every SHOW succeeded (pgbouncer_up 1), the gauge of our pool there.
     text = host.check_output("curl -fsS --max-time 10 http://127.0.0.1:9127/metrics")
-    assert "\npgbouncer_up 1.0\n" in text, text[:2000]
+    assert "pgbouncer_up 1.0" in text.splitlines(), text[-2000:]
     gauge = 'pgbouncer_pools_client_waiting_connections{database="irontrack",user="irontrack"}'
     assert gauge in text, text[:2000]
     # Prometheus has it (the series PgBouncerClientsWaiting reads), and our pool is not waiting.
