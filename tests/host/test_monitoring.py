@@ -32,6 +32,7 @@ ALERTS = {
     "CertificateExpiringSoon",
     "BackupTooOld",
     "BackupMetricMissing",
+    "WalArchivingFailing",
 }
 RULES = "/etc/prometheus/rules/irontrack.rules.yml"
 
