@@ -1,8 +1,10 @@
 """The restore drill (issue 12), run by Molecule's verify against the local host.
 
 1. Recovery point: a signup on a quiet server reaches Barman's WAL archive within 60 s
-   (archive_timeout + Barman's cron interval), measured.
-2. A stopped WAL stream is visible: `barman check` fails and names it.
+   (archive_timeout + Barman's cron interval), measured, with no forced WAL switch.
+2. A failing archive_command is visible: PostgreSQL counts it and `barman check` names it;
+   archiving resumes by itself once the cause is gone.
+   A stopped WAL stream is visible: `barman check` fails and names it.
 3. Point-in-time restore: users A, a full backup, users B, note the time, users C, then
    playbooks/restore.yml to the noted time: exactly A and B exist (their logins work, C's do
    not) and /health answers 200.
@@ -29,6 +31,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SERVER = "irontrack"
 BARMAN_HOME = "/var/lib/barman"
+INCOMING = f"/var/lib/barman-wal/{SERVER}/incoming"
 SOCKET = "/run/app/granian.sock"
 RESULTS: dict[str, float | int | str] = {}
 
@@ -114,6 +117,35 @@ def test_recovery_point_on_a_quiet_server(host, run_id):
     assert elapsed <= 60, f"recovery point {elapsed:.0f} s > 60 s"
 
 
+def archive_failures(host) -> int:
+    return int(psql(host, "SELECT failed_count FROM pg_stat_archiver"))
+
+
+def test_a_failing_archive_command_fails_barman_check(host, run_id):
+    """archive_command cannot write into incoming/: counted by PostgreSQL, named by barman check."""
+    before = archive_failures(host)
+    assert host.run(f"chmod 1750 {INCOMING}").rc == 0  # the group (postgres) loses write
+    try:
+        assert api(host, "signup", users(run_id, "arch", 1)) == {users(run_id, "arch", 1)[0]: 201}
+        psql(host, "SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 60
+        while archive_failures(host) == before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert archive_failures(host) > before, "the archive command did not fail"
+        out = barman(host, "check", SERVER)
+        assert out.rc != 0
+        assert re.search(r"continuous archiving: FAILED", out.stdout), out.stdout
+    finally:
+        assert host.run(f"chmod 3770 {INCOMING}").rc == 0
+    # PostgreSQL retries the kept segment; a new segment wakes its archiver at once.
+    assert api(host, "signup", users(run_id, "arch2", 1)) == {users(run_id, "arch2", 1)[0]: 201}
+    psql(host, "SELECT pg_switch_wal()")
+    deadline = time.monotonic() + 120
+    while (out := barman(host, "check", SERVER)).rc != 0 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert out.rc == 0, out.stdout
+
+
 def test_a_stopped_wal_stream_fails_barman_check(host):
     units = "irontrack-barman-cron.timer irontrack-barman-receive-wal.service"
     assert host.run(f"systemctl stop {units}").rc == 0
@@ -176,7 +208,8 @@ def test_point_in_time_restore(host, run_id):
     like = f"drill-{run_id}-%"
     rows = psql(host, f"SELECT email FROM users WHERE email LIKE '{like}'", db="irontrack")
     present = set(rows.split())
-    present.discard(users(run_id, "rpo", 1)[0])  # the recovery-point user of the first test
+    # the users of the recovery-point and archive-failure tests, created before A
+    present -= {*users(run_id, "rpo", 1), *users(run_id, "arch", 1), *users(run_id, "arch2", 1)}
     assert present == set(a + b)
 
     assert set(api(host, "login", a + b).values()) == {200}

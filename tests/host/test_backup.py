@@ -2,7 +2,9 @@
 
 Checks the database host (which is also the backup server when the inventory has no `backup`
 group, as on the local host): PostgreSQL's WAL settings, the replication slot in use, the
-units Barman runs in, `barman check`, at least one full backup, and the node-exporter textfile.
+units Barman runs in, PostgreSQL's archive_command into Barman's incoming directory (and that
+postgres can write there and nowhere else of Barman's), `barman check`, at least one full
+backup, and the node-exporter textfile.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from conftest import expected
 SERVER = expected("backup", "backup_server_name")
 METRIC = f"{expected('backup', 'backup_metric_dir')}/{expected('backup', 'backup_metric_file')}"
 SLOT = expected("backup", "backup_slot_name")
+SPOOL = f"{expected('backup', 'backup_archive_spool')}/{SERVER}"
+GROUP = expected("backup", "backup_archive_group")
 
 
 def psql(host, sql: str) -> str:
@@ -83,3 +87,39 @@ def test_barman_secrets_are_private(host):
     assert pgpass.user == "barman"
     assert pgpass.mode == 0o600
     assert host.file("/etc/barman.d").mode == 0o750
+
+
+def test_postgresql_archives_into_barmans_incoming_directory(host):
+    assert psql(host, "SHOW archive_mode") == "on"
+    assert psql(host, "SHOW archive_command") == "/usr/local/sbin/irontrack-wal-archive %p %f"
+    row = psql(
+        host,
+        "SELECT archived_count > 0, last_failed_time IS NULL"
+        " OR last_failed_time <= last_archived_time FROM pg_stat_archiver",
+    )
+    assert row == "t|t", (
+        f"pg_stat_archiver (archived any, no failure since the last success): {row}"
+    )
+    assert (
+        f"incoming_wals_directory = {SPOOL}/incoming"
+        in host.file(f"/etc/barman.d/{SERVER}.conf").content_string
+    )
+    errors = host.run(f"ls -A /var/lib/barman/{SERVER}/errors 2>/dev/null").stdout.split()
+    assert errors == [], (
+        f"Barman moved files to errors/ (a duplicate that differs, or an unknown name): {errors}"
+    )
+
+
+def test_postgres_writes_only_into_the_incoming_directory(host):
+    incoming = host.file(f"{SPOOL}/incoming")
+    assert (incoming.user, incoming.group, incoming.mode) == ("barman", GROUP, 0o3770)
+    staging = host.file(f"{SPOOL}/staging")
+    assert (staging.user, staging.group, staging.mode) == ("postgres", "postgres", 0o700)
+
+    def as_postgres(cmd: str) -> int:
+        return host.run(f"runuser -u postgres -- sh -c {cmd!r}").rc
+
+    assert as_postgres(f"test -w {SPOOL}/incoming") == 0
+    for barmans in ["/var/lib/barman", f"/var/lib/barman/{SERVER}/wals", "/etc/barman.d"]:
+        assert as_postgres(f"ls {barmans}") != 0, f"postgres can read {barmans}"
+    assert as_postgres(f"touch /var/lib/barman/{SERVER}/x") != 0

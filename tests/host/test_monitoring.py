@@ -34,6 +34,7 @@ ALERTS = {
     "CertificateExpiringSoon",
     "BackupTooOld",
     "BackupMetricMissing",
+    "WalArchivingFailing",
 }
 RULES = "/etc/prometheus/rules/irontrack.rules.yml"
 
