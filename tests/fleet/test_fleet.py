@@ -1,0 +1,264 @@
+"""The fleet of molecule/fleet: proxy, app1, app2, db and cache on one docker network.
+
+Runs on the controller (Molecule's verify), against the containers named
+$IRONTRACK_FLEET-{proxy,app1,app2,db,cache} (also their inventory names), the proxy's published
+HTTPS port $IRONTRACK_FLEET_HTTPS_PORT (TLS verified against the local mkcert CA), and the
+scenario's inventory $IRONTRACK_FLEET_INVENTORY (for the rolling deploy):
+    IRONTRACK_FLEET=irontrack-fleet IRONTRACK_FLEET_HTTPS_PORT=9443 \
+    IRONTRACK_FLEET_INVENTORY=~/.cache/molecule/<project>/fleet/inventory pytest tests/fleet
+Client loops send one request per new connection, under the proxy's per-client rate limit
+(every request comes from the controller's address).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shlex
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FLEET = os.environ.get("IRONTRACK_FLEET", "irontrack-fleet")
+PORT = int(os.environ.get("IRONTRACK_FLEET_HTTPS_PORT", "9443"))
+SECRETS = Path(os.environ.get("IRONTRACK_SECRETS_DIR", REPO / ".secrets" / "local"))
+APP_HOSTS = ("app1", "app2")
+API = "/api/v1/access"
+
+sys.path.insert(0, str(REPO / "tests" / "redeploy"))
+from test_zero_downtime import service_variant  # noqa: E402
+
+
+def container(name: str) -> str:
+    return f"{FLEET}-{name}"
+
+
+def run(name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """A shell command inside one of the fleet's containers."""
+    result = subprocess.run(
+        ["docker", "exec", container(name), "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if check:
+        assert result.returncode == 0, (name, command, result.stdout, result.stderr)
+    return result
+
+
+def address(name: str) -> str:
+    out = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            container(name),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(out) == 1, out
+    return out[0]
+
+
+def tls() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(SECRETS / "mkcert" / "rootCA.pem"))
+
+
+def request(
+    method: str,
+    path: str,
+    body: dict | None = None,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request through the proxy, on a new connection."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", PORT, timeout=15, context=context or tls()
+    )
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        all_headers = {"Connection": "close", **(headers or {})}
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        connection.request(method, path, body=data, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def login() -> str:
+    """A fresh user's access token (signup, then login through the proxy)."""
+    email = f"fleet+{uuid.uuid4().hex[:12]}@example.com"
+    password = uuid.uuid4().hex
+    status, _, body = request("POST", f"{API}/signup", {"email": email, "password": password})
+    assert status == 201, (status, body)
+    status, headers, body = request("POST", f"{API}/login", {"email": email, "password": password})
+    assert status == 200, (status, body)
+    cookie = headers.get("set-cookie", "")
+    token = cookie.split("access_token=", 1)[1].split(";", 1)[0].strip('"')
+    assert token, cookie
+    return token
+
+
+class Loop:
+    """GET `path` through the proxy every `interval` seconds until stopped; counts failures."""
+
+    def __init__(self, path: str, headers: dict[str, str] | None = None, interval: float = 0.1):
+        self.path, self.headers, self.interval = path, headers or {}, interval
+        self.requests = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._context = tls()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.requests += 1
+            try:
+                status, _, body = request(
+                    "GET", self.path, headers=self.headers, context=self._context
+                )
+                if status != 200:
+                    self.failures.append(f"{time.time():.1f} status {status}: {body[:100]!r}")
+            except (OSError, http.client.HTTPException) as error:
+                self.failures.append(f"{time.time():.1f} {type(error).__name__}: {error}")
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Loop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def summary(self) -> str:
+        return f"{self.requests} requests, {len(self.failures)} failed: {self.failures[:5]}"
+
+
+@pytest.fixture(scope="module")
+def token() -> str:
+    return login()
+
+
+def listening(name: str) -> set[str]:
+    out = run(name, "ss -Hltn | awk '{print $4}'").stdout
+    return set(out.split())
+
+
+def test_every_link_goes_over_the_network():
+    db, cache = address("db"), address("cache")
+    assert f"{db}:6432" in listening("db"), listening("db")
+    assert f"{cache}:6379" in listening("cache"), listening("cache")
+    for app in APP_HOSTS:
+        assert f"{address(app)}:8000" in listening(app), listening(app)
+        # The env file holds secrets: only grep's verdict leaves the host.
+        for url in (f"@{db}:6432/", f"@{cache}:6379/"):
+            run(app, f"grep -qF {shlex.quote(url)} /etc/irontrack/irontrack.env")
+        # The TCP listener forwards to the switched link; nothing listens on 0.0.0.0.
+        assert not any(s.startswith(("0.0.0.0:", "*:")) for s in listening(app))
+        assert run(app, "systemctl is-active irontrack-listen.socket").stdout.strip() == "active"
+    upstream = run("proxy", "grep -E '^\\s*server .*# app host' /etc/nginx/nginx.conf").stdout
+    for app in APP_HOSTS:
+        assert f"server {address(app)}:8000 max_fails=2 fail_timeout=10s;" in upstream, upstream
+    assert "down;" not in upstream
+
+
+def test_health_through_the_proxy():
+    status, _, body = request("GET", "/health")
+    assert status == 200, body
+
+
+def test_requests_reach_both_app_hosts():
+    probe = f"/fleet-probe-{uuid.uuid4().hex}"
+    for _ in range(20):
+        status, _, _ = request("GET", probe)
+        assert status == 404
+        time.sleep(0.06)
+    counts: dict[str, int] = {}
+    for _ in range(20):  # access-log lines are written in batches (every 0.25 s)
+        for app in APP_HOSTS:
+            journal = run(app, "journalctl --no-pager -o cat -u 'irontrack@*'").stdout
+            counts[app] = journal.count(probe)
+        if sum(counts.values()) == 20:
+            break
+        time.sleep(0.5)
+    assert sum(counts.values()) == 20, counts
+    assert all(count > 0 for count in counts.values()), counts
+
+
+def live_slot(app: str) -> str:
+    link = run(app, "readlink /run/app/granian.sock").stdout.strip()
+    return Path(link).stem.rsplit("-", 1)[-1]
+
+
+def test_stopping_app1_loses_no_request(token):
+    slot = live_slot("app1")
+    with Loop(f"{API}/me", {"Authorization": f"Bearer {token}"}) as loop:
+        time.sleep(3)
+        run("app1", "systemctl stop irontrack-listen.socket irontrack-listen.service 'irontrack@*'")
+        time.sleep(8)
+        run("app1", f"systemctl start irontrack-listen.socket irontrack@{slot}")
+        time.sleep(4)
+    assert loop.requests > 80, loop.summary()
+    assert not loop.failures, loop.summary()
+    assert live_slot("app1") == slot
+
+
+def release(app: str) -> str:
+    return run(app, "readlink /opt/irontrack/current").stdout.strip()
+
+
+def test_rolling_deploy_loses_no_request(token, tmp_path):
+    before = {app: release(app) for app in APP_HOSTS}
+    command = [
+        "ansible-playbook",
+        "-i",
+        os.environ["IRONTRACK_FLEET_INVENTORY"],
+        str(REPO / "playbooks" / "deploy.yml"),
+        "-e",
+        f"app_source_dir={service_variant(tmp_path)}",
+        *shlex.split(os.environ.get("IRONTRACK_DEPLOY_ARGS", "")),
+    ]
+    with Loop(f"{API}/me", {"Authorization": f"Bearer {token}"}) as loop:
+        time.sleep(2)
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+        time.sleep(2)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    after = {app: release(app) for app in APP_HOSTS}
+    assert all(after[app] != before[app] for app in APP_HOSTS), (before, after)
+    assert len(set(after.values())) == 1, after
+    # One host at a time: each was drained (marked down, proxy reloaded) and put back.
+    for app in APP_HOSTS:
+        mark = f"Mark {container(app)} down in the upstream"
+        assert result.stdout.count(mark) == 1, result.stdout[-3000:]
+    upstream = run("proxy", "grep -E '^\\s*server .*# app host' /etc/nginx/nginx.conf").stdout
+    assert "down;" not in upstream, upstream
+    assert loop.requests > 100, loop.summary()
+    assert not loop.failures, loop.summary()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fleet_is_up() -> None:
+    for name in ("proxy", *APP_HOSTS, "db", "cache"):
+        state = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", container(name)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if state.stdout.strip() != "true":
+            pytest.fail(f"{container(name)} is not running: converge the fleet first")
