@@ -94,7 +94,11 @@ def request(
             all_headers["Content-Type"] = "application/json"
         connection.request(method, path, body=data, headers=all_headers)
         response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        found: dict[str, str] = {}
+        for name, value in response.getheaders():  # repeated headers (Set-Cookie) joined
+            key = name.lower()
+            found[key] = f"{found[key]}\n{value}" if key in found else value
+        return response.status, found, response.read()
     finally:
         connection.close()
 
@@ -168,8 +172,8 @@ def test_every_link_goes_over_the_network():
         # The env file holds secrets: only grep's verdict leaves the host.
         for url in (f"@{db}:6432/", f"@{cache}:6379/"):
             run(app, f"grep -qF {shlex.quote(url)} /etc/irontrack/irontrack.env")
-        # The TCP listener forwards to the switched link; nothing listens on 0.0.0.0.
-        assert not any(s.startswith(("0.0.0.0:", "*:")) for s in listening(app))
+        # The TCP listener (forwarding to the switched link) is bound to the private address only.
+        assert not {"0.0.0.0:8000", "*:8000", "[::]:8000"} & listening(app), listening(app)
         assert run(app, "systemctl is-active irontrack-listen.socket").stdout.strip() == "active"
     upstream = run("proxy", "grep -E '^\\s*server .*# app host' /etc/nginx/nginx.conf").stdout
     for app in APP_HOSTS:
