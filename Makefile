@@ -75,7 +75,7 @@ tune: deps ## re-tune the local host (kernel + planner settings only)
 bench: deps ## run the report's benchmark scenarios on the local host (results/<date>_<host>/)
 	IRONTRACK_BENCH_COMMAND="make bench" ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
 
-test: deps lint audit test-service test-roles molecule ## every test (the VM scenario: make molecule-kernel)
+test: deps lint audit test-service test-roles molecule ## every test (the VM scenario, too slow under TCG for CI: make molecule-kernel)
 
 lock: deps ## re-resolve the locks after a pyproject.toml change (keeps existing pins; PyPI only)
 	python scripts/lock.py compile

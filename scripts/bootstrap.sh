@@ -2,7 +2,8 @@
 # Everything a fresh Debian 12 machine (as root) needs to run `make up` / `make test`:
 # Debian packages (Docker engine, debootstrap, the real PgBouncer/Valkey the service tests
 # start — PgBouncer's libraries also serve the PGDG mirror's newer PgBouncer the tests run —,
-# wrk, mkcert, apt-utils/gpg/curl for scripts/pgdg-mirror.sh, QEMU and e2fsprogs for the
+# wrk, mkcert, nftables (the firewall role tests check rendered rulesets with `nft -c`),
+# apt-utils/gpg/curl for scripts/pgdg-mirror.sh, QEMU and e2fsprogs for the
 # kernel scenario's VM), a running dockerd, and the
 # Python virtualenv with the tooling and the service. Safe to re-run; it only does what is
 # missing.
@@ -33,7 +34,7 @@ SRC
 fi
 
 packages=(docker.io debootstrap pgbouncer wrk mkcert python3-venv git make apt-utils gpg curl
-    qemu-system-x86 qemu-utils e2fsprogs openssh-client)
+    qemu-system-x86 qemu-utils e2fsprogs openssh-client nftables)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -2,125 +2,224 @@
 # Build (once) the Debian 12 guest image the kernel scenario boots under QEMU: a real
 # kernel, so every sysctl and the open-files limit can be proven live (molecule/kernel).
 #
-# Cached outside the repository in $IRONTRACK_VM_CACHE (default /var/cache/irontrack/vm),
-# one directory per recipe hash (this script, the mirror and the CA certificates handed
-# in), so it is rebuilt only when one of them changes. The directory holds:
-#   disk.raw          ext4 root filesystem (read-only base; each VM runs on a qcow2 overlay)
-#   vmlinuz, initrd   the guest's own kernel and initramfs (direct kernel boot)
-#   id_ed25519[.pub]  the SSH key root logs in with (never in git)
-#   ssh_host_ed25519_key.pub   the guest's host key, for strict host-key checking
-# Prints the directory on stdout.
+# Two layers, each cached outside the repository in $IRONTRACK_VM_CACHE (default
+# /var/cache/irontrack/vm) under its own recipe hash, so each is rebuilt only when its
+# own recipe changes:
+#   debian12-base-HASH/root.tar   debootstrap (minbase, kernel, sshd, python3), recipe:
+#                                 build_base below, the mirror, the CA certificates handed in
+#   debian12-HASH/                the bootable image, recipe: the base layer's hash,
+#                                 build_image below and the package list
+#     disk.raw          ext4 root filesystem (read-only; each VM runs on a qcow2 overlay)
+#     vmlinuz, initrd   the guest's own kernel and initramfs (direct kernel boot)
+#     id_ed25519[.pub]  the SSH key root logs in with (never in git)
+#     ssh_host_ed25519_key.pub   the guest's host key, for strict host-key checking
+# The bootable layer has the packages the scenario's roles install already installed
+# (base, hardening, Valkey from bookworm-backports) and the pending updates applied, done
+# in a chroot at native speed: the converge runs every apt task unchanged and finds them
+# installed instead of unpacking them at TCG speed. Nothing is configured here; every
+# configuration file is the converge's. Prints the bootable layer's directory on stdout.
 set -euo pipefail
 
+here=$(cd "$(dirname "$0")/.." && pwd)
 mirror="${IRONTRACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 cache="${IRONTRACK_VM_CACHE:-/var/cache/irontrack/vm}"
 ca_dir=/usr/local/share/ca-certificates
 disk_size=4G
-packages=systemd,systemd-sysv,dbus,linux-image-amd64,initramfs-tools,openssh-server,python3,sudo,iproute2,procps,ca-certificates
+base_packages=systemd,systemd-sysv,dbus,linux-image-amd64,initramfs-tools,openssh-server,python3,sudo,iproute2,procps,ca-certificates
+# Valkey comes from bookworm-backports (roles/valkey); the source is written as the
+# role's deb822_repository task writes it, so the converge finds it unchanged.
+backports_suite=bookworm-backports
+backports_keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 log() { printf 'vm-image.sh: %s\n' "$*" >&2; }
 
 if [ "$(id -u)" -ne 0 ]; then
-    log "run as root (debootstrap needs it)"
+    log "run as root (debootstrap and chroot need it)"
     exit 1
 fi
-for tool in debootstrap mkfs.ext4 ssh-keygen; do
+for tool in debootstrap mkfs.ext4 ssh-keygen python3; do
     command -v "$tool" >/dev/null 2>&1 || {
         log "$tool is missing: run scripts/bootstrap.sh"
         exit 1
     }
 done
 
-recipe_hash=$( {
-    cat "$0"
-    echo "$mirror"
-    if [ -d "$ca_dir" ]; then find "$ca_dir" -type f -name '*.crt' -print0 | sort -z | xargs -0r cat; fi
-} | sha256sum | cut -c1-12)
-out="$cache/debian12-$recipe_hash"
+# The packages the scenario's roles install: read from the roles' defaults (so the layer
+# follows them), plus the ones their tasks name literally. A package missing here only
+# costs time: the converge installs it.
+role_packages=$(python3 - "$here/roles" <<'PY'
+import sys
+from pathlib import Path
 
-mkdir -p "$cache"
-# One build at a time per cache (other checkouts may ask for the same image).
-exec 9>"$cache/.lock"
-flock 9
+import yaml
 
-if [ -f "$out/disk.raw" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd" ] && [ -f "$out/id_ed25519" ]; then
-    echo "$out"
-    exit 0
-fi
+roles = Path(sys.argv[1])
+packages = []
+for role, var in (("base", "base_packages"), ("hardening", "hardening_packages")):
+    defaults = yaml.safe_load((roles / role / "defaults" / "main.yml").read_text())
+    packages += defaults[var]
+# Named in the tasks of hardening (updates.yml, ssh.yml) and valkey (main.yml).
+packages += ["unattended-upgrades", "needrestart", "python3-debian", "debian-archive-keyring"]
+packages += ["openssh-server"]
+print(" ".join(sorted(set(packages))))
+PY
+)
+backports_packages="valkey-server valkey-tools"
 
-log "building $out (debootstrap with a kernel, about two minutes)"
-work=$(mktemp -d "$cache/.build-$recipe_hash.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-root="$work/root"
-
-debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" \
-    >"$work/debootstrap.log" 2>&1 || {
-    tail -n 30 "$work/debootstrap.log" >&2
-    exit 1
-}
-
-# Hand in the extra CA certificates of this machine (e.g. a TLS-intercepting proxy).
-if [ -d "$ca_dir" ] && [ -n "$(ls -A "$ca_dir" 2>/dev/null)" ]; then
-    cp -a "$ca_dir/." "$root/usr/local/share/ca-certificates/"
-    chroot "$root" update-ca-certificates >/dev/null
-fi
-
-cat >"$root/etc/apt/sources.list" <<SOURCES
+build_base() { # $1: work directory; leaves $1/root.tar
+    local root="$1/root"
+    debootstrap --variant=minbase --include="$base_packages" bookworm "$root" "$mirror" \
+        >"$1/debootstrap.log" 2>&1 || {
+        tail -n 30 "$1/debootstrap.log" >&2
+        return 1
+    }
+    # Hand in the extra CA certificates of this machine (e.g. a TLS-intercepting proxy).
+    if [ -d "$ca_dir" ] && [ -n "$(ls -A "$ca_dir" 2>/dev/null)" ]; then
+        cp -a "$ca_dir/." "$root/usr/local/share/ca-certificates/"
+        chroot "$root" update-ca-certificates >/dev/null
+    fi
+    cat >"$root/etc/apt/sources.list" <<SOURCES
 deb $mirror bookworm main
 deb $mirror bookworm-updates main
 deb ${mirror%/debian}/debian-security bookworm-security main
 SOURCES
+    chroot "$root" apt-get clean
+    rm -rf "$root"/var/lib/apt/lists/*
+    tar --numeric-owner --xattrs --acls -C "$root" -cf "$1/root.tar" .
+    rm -rf "$root" "$1/debootstrap.log"
+}
 
-cat >"$root/etc/fstab" <<'FSTAB'
+build_image() { # $1: work directory, $2: base layer directory, $3: recipe hash
+    local root="$1/root"
+    mkdir "$root"
+    tar --numeric-owner --xattrs --acls -C "$root" -xf "$2/root.tar"
+
+    # Packages, installed in a chroot (no service starts: policy-rc.d).
+    cat >"$root/etc/apt/sources.list.d/debian-backports.sources" <<SOURCES
+Components: main
+X-Repolib-Name: debian-backports
+Signed-By: $backports_keyring
+Suites: $backports_suite
+Types: deb
+URIs: $mirror
+SOURCES
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod 0755 "$root/usr/sbin/policy-rc.d"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    mount -t proc proc "$root/proc"
+    local apt=(chroot "$root" env DEBIAN_FRONTEND=noninteractive LC_ALL=C apt-get -q -y -o Dpkg::Options::=--force-confold)
+    {
+        "${apt[@]}" update &&
+            "${apt[@]}" upgrade &&
+            # shellcheck disable=SC2086
+            "${apt[@]}" install --no-install-recommends $role_packages &&
+            # shellcheck disable=SC2086
+            "${apt[@]}" install --no-install-recommends -t "$backports_suite" $backports_packages
+    } >"$1/apt.log" 2>&1 || {
+        tail -n 30 "$1/apt.log" >&2
+        return 1
+    }
+    umount "$root/proc"
+    rm -f "$root/usr/sbin/policy-rc.d" "$1/apt.log"
+    chroot "$root" apt-get clean
+    # The package lists stay (the converge's apt tasks refresh them when they are older
+    # than their cache_valid_time, as on any host).
+
+    cat >"$root/etc/fstab" <<'FSTAB'
 /dev/vda  /  ext4  errors=remount-ro  0  1
 FSTAB
-echo irontrack-vm >"$root/etc/hostname"
-cat >"$root/etc/hosts" <<'HOSTS'
+    echo irontrack-vm >"$root/etc/hostname"
+    cat >"$root/etc/hosts" <<'HOSTS'
 127.0.0.1 localhost
 127.0.1.1 irontrack-vm
 ::1       localhost ip6-localhost ip6-loopback
 HOSTS
 
-# Network: DHCP from QEMU's user-mode network on any Ethernet interface (systemd-networkd);
-# QEMU's built-in resolver answers at 10.0.2.3.
-cat >"$root/etc/systemd/network/50-dhcp.network" <<'NET'
+    # Network: DHCP from QEMU's user-mode network on any Ethernet interface
+    # (systemd-networkd); QEMU's built-in resolver answers at 10.0.2.3.
+    cat >"$root/etc/systemd/network/50-dhcp.network" <<'NET'
 [Match]
 Type=ether
 
 [Network]
 DHCP=ipv4
 NET
-chroot "$root" systemctl enable systemd-networkd.service >/dev/null 2>&1
-rm -f "$root/etc/resolv.conf"
-echo "nameserver 10.0.2.3" >"$root/etc/resolv.conf"
+    chroot "$root" systemctl enable systemd-networkd.service >/dev/null 2>&1
+    rm -f "$root/etc/resolv.conf"
+    echo "nameserver 10.0.2.3" >"$root/etc/resolv.conf"
 
-# Root logs in with this image's own key only.
-ssh-keygen -q -t ed25519 -N '' -C "irontrack-vm $recipe_hash" -f "$work/id_ed25519"
-install -d -m 0700 "$root/root/.ssh"
-install -m 0600 "$work/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
-cat >"$root/etc/ssh/sshd_config.d/irontrack-vm.conf" <<'SSHD'
+    # Root logs in with this image's own key only.
+    ssh-keygen -q -t ed25519 -N '' -C "irontrack-vm $3" -f "$1/id_ed25519"
+    install -d -m 0700 "$root/root/.ssh"
+    install -m 0600 "$1/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
+    cat >"$root/etc/ssh/sshd_config.d/irontrack-vm.conf" <<'SSHD'
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 SSHD
-cp "$root/etc/ssh/ssh_host_ed25519_key.pub" "$work/ssh_host_ed25519_key.pub"
+    cp "$root/etc/ssh/ssh_host_ed25519_key.pub" "$1/ssh_host_ed25519_key.pub"
 
-# Each boot of an overlay gets its own machine-id.
-rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
-: >"$root/etc/machine-id"
+    # Each boot of an overlay gets its own machine-id.
+    rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
+    : >"$root/etc/machine-id"
 
-cp "$(readlink -f "$root/vmlinuz")" "$work/vmlinuz"
-cp "$(readlink -f "$root/initrd.img")" "$work/initrd"
-chroot "$root" apt-get clean
-rm -rf "$root"/var/lib/apt/lists/*
+    cp "$(readlink -f "$root/vmlinuz")" "$1/vmlinuz"
+    cp "$(readlink -f "$root/initrd.img")" "$1/initrd"
 
-# An ext4 image without loop devices: mkfs copies the tree in.
-truncate -s "$disk_size" "$work/disk.raw"
-mkfs.ext4 -q -F -L irontrack-root -d "$root" "$work/disk.raw"
-chmod 0444 "$work/disk.raw"
-rm -rf "$root" "$work/debootstrap.log"
+    # An ext4 image without loop devices: mkfs copies the tree in.
+    truncate -s "$disk_size" "$1/disk.raw"
+    mkfs.ext4 -q -F -L irontrack-root -d "$root" "$1/disk.raw"
+    chmod 0444 "$1/disk.raw"
+    rm -rf "$root"
+}
 
+hash_of() { sha256sum | cut -c1-12; }
+base_hash=$( {
+    declare -f build_base
+    echo "$mirror $base_packages"
+    if [ -d "$ca_dir" ]; then find "$ca_dir" -type f -name '*.crt' -print0 | sort -z | xargs -0r cat; fi
+} | hash_of)
+image_hash=$( {
+    echo "$base_hash"
+    declare -f build_image
+    echo "$mirror $role_packages | $backports_suite $backports_packages"
+} | hash_of)
+base="$cache/debian12-base-$base_hash"
+out="$cache/debian12-$image_hash"
+
+mkdir -p "$cache"
+# One build at a time per cache (other checkouts may ask for the same image).
+exec 9>"$cache/.lock"
+flock 9
+
+# The layer being built, removed (with the chroot's /proc unmounted) unless it was finished.
+work=
+cleanup() {
+    if [ -n "$work" ]; then
+        if mountpoint -q "$work/root/proc" 2>/dev/null; then umount "$work/root/proc"; fi
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+
+if [ -f "$out/disk.raw" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd" ] && [ -f "$out/id_ed25519" ]; then
+    echo "$out"
+    exit 0
+fi
+
+if [ ! -f "$base/root.tar" ]; then
+    log "building $base (debootstrap with a kernel, about two minutes)"
+    work=$(mktemp -d "$cache/.build-base-$base_hash.XXXXXX")
+    build_base "$work"
+    mv "$work" "$base"
+    work=
+    log "built $base"
+fi
+
+log "building $out (the roles' packages in a chroot over $base, about two minutes)"
+work=$(mktemp -d "$cache/.build-$image_hash.XXXXXX")
+build_image "$work" "$base" "$image_hash"
 mv "$work" "$out"
-trap - EXIT
+work=
 log "built $out"
 echo "$out"

@@ -39,21 +39,11 @@ def main() -> int:
 
     stack = Stack.start()
     try:
-        keys = stack.keys_dir
-        for step in (
-            (
-                "irontrack-keygen",
-                "--private-key",
-                str(keys / "jwt-private.pem"),
-                "--public-key",
-                str(keys / "jwt-public.pem"),
-            ),
-            ("irontrack-migrate",),
-        ):
-            result = stack.run_cli(*step)
-            if result.returncode != 0:
-                print(result.stderr, file=sys.stderr)
-                return 1
+        try:
+            stack.prepare_app()
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 1
         env = stack.app_env(IRONTRACK_COOKIE_SECURE="false")
         if not args.cheap_argon2:
             for key in CHEAP_ARGON2:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pytest
-from conftest import expected
+from conftest import REPO, expected
+from joserfc.jwk import OKPKey
 
 USER = expected("app", "app_user")
 GROUP = expected("app", "app_group")
@@ -19,8 +20,8 @@ SOCKET_DIR = expected("app", "app_socket_dir")
 SOCKET = f"{SOCKET_DIR}/granian.sock"
 INSTALL_DIR = expected("app", "app_install_dir")
 ENV_FILE = "/etc/irontrack/irontrack.env"
-PRIVATE_KEY = "/etc/irontrack/keys/jwt_ed25519.pem"
-PUBLIC_KEY = "/etc/irontrack/keys/jwt_ed25519.pub.pem"
+KEYS_DIR = "/etc/irontrack/keys"
+KEYSET = f"{KEYS_DIR}/jwt-keyset.json"
 # The proxy's group: www-data for the nginx flavor (the local host), angie for Angie.
 SOCKET_GROUP = os.environ.get("IRONTRACK_EXPECT_APP_SOCKET_GROUP", "www-data")
 SERVER = expected("app", "app_server")
@@ -179,12 +180,34 @@ def test_env_file_and_keys(host):
     assert (env.user, env.group, env.mode) == ("root", GROUP, 0o640)
     assert env.contains("^IRONTRACK_DATABASE_URL=postgresql.asyncpg://")
     assert env.contains("^IRONTRACK_VALKEY_URL=redis://")
-    private = host.file(PRIVATE_KEY)
-    assert (private.user, private.group, private.mode) == ("root", GROUP, 0o640)
-    assert private.contains("BEGIN PRIVATE KEY")
-    public = host.file(PUBLIC_KEY)
-    assert public.mode == 0o644
-    assert public.contains("BEGIN PUBLIC KEY")
+    assert env.contains(f"^IRONTRACK_JWT_KEYSET_PATH={KEYSET}$")
+    assert not env.contains("^IRONTRACK_JWT_PRIVATE_KEY_PATH")
+    keys_dir = host.file(KEYS_DIR)
+    assert (keys_dir.user, keys_dir.group, keys_dir.mode) == ("root", GROUP, 0o750)
+    keyset = host.file(KEYSET)
+    assert (keyset.user, keyset.group, keyset.mode) == ("root", GROUP, 0o640)
+
+
+def _kids(keyset: dict) -> list[tuple[str, str]]:
+    return [(OKPKey.import_key(k["private_pem"]).thumbprint(), k["state"]) for k in keyset["keys"]]
+
+
+def test_the_keyset_is_the_controllers_and_jwks_publishes_it(host):
+    """The host's keyset holds exactly the controller's keys (the local inventory's
+    app_jwt_keyset_file), one signing; JWKS lists every one of them, the signing key first."""
+    on_host = json.loads(host.file(KEYSET).content_string)
+    kids = _kids(on_host)
+    assert [state for _, state in kids].count("signing") == 1
+    # The local inventory's controller file (absent for a keyset from vault).
+    controller = Path(os.environ.get("IRONTRACK_SECRETS_DIR", REPO / ".secrets" / "local"))
+    if (controller / "jwt-keyset.json").exists():
+        assert _kids(json.loads((controller / "jwt-keyset.json").read_text())) == kids
+    out = host.check_output(
+        f"curl -sf --max-time 5 --unix-socket {SOCKET} http://localhost/.well-known/jwks.json"
+    )
+    published = [jwk["kid"] for jwk in json.loads(out)["keys"]]
+    signing = [kid for kid, state in kids if state == "signing"]
+    assert published == signing + [kid for kid, state in kids if state != "signing"]
 
 
 def test_live_release_records_its_commit_lock_and_versions(host, live_slot):

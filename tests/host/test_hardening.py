@@ -43,8 +43,13 @@ def test_sshd_runs_with_a_valid_config(host):
     assert check.rc == 0, check.stderr
 
 
+# `sshd -T` prints prohibit-password under its older name.
+SSHD_T_NAMES = {"prohibit-password": "without-password"}
+
+
 def test_sshd_keys_only_no_root(sshd):
-    assert sshd["permitrootlogin"] == expected("hardening", "hardening_ssh_permit_root_login")
+    wanted = str(expected("hardening", "hardening_ssh_permit_root_login"))
+    assert sshd["permitrootlogin"] == SSHD_T_NAMES.get(wanted, wanted)
     assert sshd["passwordauthentication"] == "no"
     assert sshd["kbdinteractiveauthentication"] == "no"
     assert sshd["permitemptypasswords"] == "no"
@@ -88,17 +93,21 @@ def test_sshd_algorithms(sshd, keyword, variable):
     assert weak == []
 
 
+def _ssh_on_host(host, options: str):
+    """ssh from the host to its own sshd; its exit status printed, since testinfra's SSH
+    backend takes an exit status of 255 (ssh's own failure) as a lost connection."""
+    out = host.run(f'ssh {SSH_OPTS} {options} nobody@127.0.0.1 true; echo "ssh-exit=$?"')
+    return out.stdout.strip().rsplit("ssh-exit=", 1)[-1], out.stderr
+
+
 def test_sshd_refuses_passwords_and_weak_ciphers(host):
     """A real client against the host's sshd: only public keys are offered, CBC is refused."""
-    login = host.run(
-        f"ssh {SSH_OPTS} -o PreferredAuthentications=password,keyboard-interactive"
-        " nobody@127.0.0.1 true"
-    )
-    assert login.rc == 255
-    assert "Permission denied (publickey)" in login.stderr, login.stderr
-    cbc = host.run(f"ssh {SSH_OPTS} -o Ciphers=aes128-cbc nobody@127.0.0.1 true")
-    assert cbc.rc == 255
-    assert "no matching cipher" in cbc.stderr, cbc.stderr
+    rc, err = _ssh_on_host(host, "-o PreferredAuthentications=password,keyboard-interactive")
+    assert rc == "255"
+    assert "Permission denied (publickey)" in err, err
+    rc, err = _ssh_on_host(host, "-o Ciphers=aes128-cbc")
+    assert rc == "255"
+    assert "no matching cipher" in err, err
 
 
 def _wanted_sysctls() -> dict:

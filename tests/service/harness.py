@@ -567,12 +567,15 @@ class Stack:
             raise
         return stack
 
+    @property
+    def keyset_path(self) -> Path:
+        return self.keys_dir / "jwt-keyset.json"
+
     def app_env(self, **extra: str) -> dict[str, str]:
         env = {
             "IRONTRACK_DATABASE_URL": self.pgbouncer.url(),
             "IRONTRACK_VALKEY_URL": self.valkey.url,
-            "IRONTRACK_JWT_PRIVATE_KEY_PATH": str(self.keys_dir / "jwt-private.pem"),
-            "IRONTRACK_JWT_PUBLIC_KEY_PATH": str(self.keys_dir / "jwt-public.pem"),
+            "IRONTRACK_JWT_KEYSET_PATH": str(self.keyset_path),
             "IRONTRACK_HASH_WORKERS": "2",
             "IRONTRACK_HEALTH_TIMEOUT": "1.0",
             "IRONTRACK_LOG_LEVEL": "INFO",
@@ -597,16 +600,11 @@ class Stack:
         )
 
     def prepare_app(self) -> None:
-        """What the app role does before a first start: the JWT key pair, then the migrations
-        (through PgBouncer, transaction mode). RuntimeError with the tool's stderr on failure."""
+        """What the app role and the controller do before a first start: the JWT keyset
+        (irontrack-keyset init), then the migrations (through PgBouncer, transaction mode).
+        RuntimeError with the tool's stderr on failure."""
         for args in (
-            (
-                "irontrack-keygen",
-                "--private-key",
-                str(self.keys_dir / "jwt-private.pem"),
-                "--public-key",
-                str(self.keys_dir / "jwt-public.pem"),
-            ),
+            ("irontrack-keyset", "init", str(self.keyset_path)),
             ("irontrack-migrate",),
         ):
             done = self.run_cli(*args)

@@ -70,12 +70,26 @@ def test_check_config_reads_env_file(stack: Stack, tmp_path: Path) -> None:
 
 
 def test_check_config_bad_key_file(stack: Stack, tmp_path: Path) -> None:
-    bad = tmp_path / "bad.pem"
+    """The single key pair of earlier releases is still checked (a one-key keyset)."""
+    bad, public = tmp_path / "bad.pem", tmp_path / "bad.pub.pem"
     bad.write_text("not a key")
+    public.write_text("not a key")
+    bad.chmod(0o600)
     env = stack.app_env(IRONTRACK_JWT_PRIVATE_KEY_PATH=str(bad))
+    env["IRONTRACK_JWT_PUBLIC_KEY_PATH"] = str(public)
+    del env["IRONTRACK_JWT_KEYSET_PATH"]
     result = stack.run_cli("irontrack-check-config", env=env)
     assert result.returncode == 1
     assert "PEM" in result.stderr
+
+
+def test_check_config_needs_some_keys(stack: Stack) -> None:
+    env = stack.app_env()
+    del env["IRONTRACK_JWT_KEYSET_PATH"]
+    result = stack.run_cli("irontrack-check-config", env=env)
+    assert result.returncode == 1
+    assert "no JWT keys: set jwt_keyset_path" in result.stderr
+    assert "(settings)" in result.stderr
 
 
 def test_server_refuses_to_start_on_bad_config(stack: Stack) -> None:
@@ -127,7 +141,9 @@ def test_missing_keys_refuse_start_unless_dev_keys_are_asked_for(
         "IRONTRACK_JWT_PRIVATE_KEY_PATH": str(private),
         "IRONTRACK_JWT_PUBLIC_KEY_PATH": str(public),
     }
-    refused = Server(stack.app_env(**keys), stack.root, "nokeys")
+    env = stack.app_env(**keys)
+    del env["IRONTRACK_JWT_KEYSET_PATH"]  # the single pair of earlier releases, no keyset
+    refused = Server(env, stack.root, "nokeys")
     try:
         refused.start(timeout=20)
         raise AssertionError("server started without its key files")
@@ -137,9 +153,7 @@ def test_missing_keys_refuse_start_unless_dev_keys_are_asked_for(
         refused.stop()
     assert not private.exists()
 
-    dev = Server(
-        stack.app_env(**keys, IRONTRACK_JWT_GENERATE_DEV_KEYS="true"), stack.root, "devkeys"
-    )
+    dev = Server({**env, "IRONTRACK_JWT_GENERATE_DEV_KEYS": "true"}, stack.root, "devkeys")
     try:
         dev.start()
         assert stat.S_IMODE(private.stat().st_mode) == 0o600

@@ -52,8 +52,7 @@ def _settings(stack: Stack, **over: object) -> Settings:
     base = {
         "database_url": env["IRONTRACK_DATABASE_URL"],
         "valkey_url": env["IRONTRACK_VALKEY_URL"],
-        "jwt_private_key_path": env["IRONTRACK_JWT_PRIVATE_KEY_PATH"],
-        "jwt_public_key_path": env["IRONTRACK_JWT_PUBLIC_KEY_PATH"],
+        "jwt_keyset_path": env["IRONTRACK_JWT_KEYSET_PATH"],
     }
     return Settings(**{**base, **over})
 

@@ -23,10 +23,21 @@ def _b64(data: bytes) -> str:
 
 
 def _our_key(stack: Stack) -> OKPKey:
-    return OKPKey.import_key((stack.keys_dir / "jwt-private.pem").read_bytes())
+    """The signing key of the service's keyset."""
+    (entry,) = json.loads(stack.keyset_path.read_text())["keys"]
+    return OKPKey.import_key(entry["private_pem"])
 
 
 _HEADER = {"alg": "Ed25519", "typ": "at+jwt"}
+
+
+def _header(key: OKPKey, header: dict[str, object] = _HEADER) -> dict[str, object]:
+    """``header`` naming our key's kid: only what the test changes is wrong."""
+    return {**header, "kid": _our_kid(key)}
+
+
+def _our_kid(key: OKPKey) -> str:
+    return OKPKey.import_key(key.as_dict(private=False)).thumbprint()
 
 
 def _claims(sub: str, email: str, **over: object) -> dict[str, object]:
@@ -77,7 +88,8 @@ def test_expired(client: httpx.Client, stack: Stack) -> None:
     genuine = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
     past = int(time.time()) - 3600
     claims = {**genuine, "iat": past - 1800, "exp": past}  # live jti: only expiry is wrong
-    token = jwt.encode(_HEADER, claims, _our_key(stack), algorithms=["Ed25519"])
+    key = _our_key(stack)
+    token = jwt.encode(_header(key), claims, key, algorithms=["Ed25519"])
     _assert_401(client, token)
 
 
@@ -110,7 +122,7 @@ def test_hs256_signed_with_the_public_key(client: httpx.Client, stack: Stack) ->
     """The classic algorithm-confusion attack: HMAC keyed with the (public) verification key."""
     user = signup_and_login(client, "hs256")
     claims = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
-    public_pem = (stack.keys_dir / "jwt-public.pem").read_bytes()
+    public_pem = OKPKey.import_key(_our_key(stack).as_dict(private=False)).as_pem()
     header = {"alg": "HS256", "typ": "JWT"}
     signing_input = (
         f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}".encode()
@@ -133,18 +145,20 @@ def test_eddsa_alg_is_not_accepted(client: httpx.Client, stack: Stack) -> None:
     _assert_401(client, token)
 
 
-def test_signed_by_another_key(client: httpx.Client) -> None:
+def test_signed_by_another_key(client: httpx.Client, stack: Stack) -> None:
+    """Another key, whether the token names our kid or the other key's own."""
     user = signup_and_login(client, "otherkey")
     claims = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
     other = OKPKey.generate_key("Ed25519")
-    token = jwt.encode(_HEADER, claims, other, algorithms=["Ed25519"])
-    _assert_401(client, token)
+    for header in (_header(_our_key(stack)), _header(other)):
+        _assert_401(client, jwt.encode(header, claims, other, algorithms=["Ed25519"]))
 
 
 def test_unknown_jti(client: httpx.Client, stack: Stack) -> None:
     """Perfectly signed, unexpired — but no such session in Valkey."""
     user = signup_and_login(client, "jti")
-    token = jwt.encode(_HEADER, _claims(user.user_id, user.email), _our_key(stack), ["Ed25519"])
+    key = _our_key(stack)
+    token = jwt.encode(_header(key), _claims(user.user_id, user.email), key, ["Ed25519"])
     _assert_401(client, token)
 
 
@@ -153,7 +167,8 @@ def test_session_of_another_subject(client: httpx.Client, stack: Stack) -> None:
     user = signup_and_login(client, "subj")
     jti = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))["jti"]
     claims = _claims(str(uuid.uuid4()), "mallory@example.com", jti=jti)
-    token = jwt.encode(_HEADER, claims, _our_key(stack), ["Ed25519"])
+    key = _our_key(stack)
+    token = jwt.encode(_header(key), claims, key, ["Ed25519"])
     _assert_401(client, token)
 
 
@@ -172,9 +187,9 @@ def test_malformed_claims(client: httpx.Client, stack: Stack, over: dict[str, ob
     user = signup_and_login(client, "claims")
     genuine = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
     key = _our_key(stack)
-    control = jwt.encode(_HEADER, dict(genuine), key, ["Ed25519"])
+    control = jwt.encode(_header(key), dict(genuine), key, ["Ed25519"])
     assert me(client, control).status_code == 200  # the same claims, well-formed, pass
-    token = jwt.encode(_HEADER, {**genuine, **over}, key, ["Ed25519"])
+    token = jwt.encode(_header(key), {**genuine, **over}, key, ["Ed25519"])
     _assert_401(client, token)
 
 
@@ -211,8 +226,8 @@ def test_typ_and_aud_are_checked(
     user = signup_and_login(client, "typaud")
     genuine = json.loads(base64.urlsafe_b64decode(user.access.split(".")[1] + "=="))
     key = _our_key(stack)
-    control = jwt.encode(_HEADER, dict(genuine), key, ["Ed25519"])
+    control = jwt.encode(_header(key), dict(genuine), key, ["Ed25519"])
     assert me(client, control).status_code == 200
     claims = {k: v for k, v in {**genuine, **over}.items() if v is not None}
-    token = jwt.encode(header, claims, key, ["Ed25519"])
+    token = jwt.encode(_header(key, header), claims, key, ["Ed25519"])
     _assert_401(client, token)

@@ -16,7 +16,8 @@ from . import __version__, errors
 from .api import access, health
 from .db import create_engine, create_sessionmaker
 from .edge import EdgeMiddleware
-from .keys import generate_key_files, load_key_files
+from .keys import generate_key_files
+from .keyset import load_configured_keyset
 from .logs import configure_logging
 from .middleware import AccessLogMiddleware, AccessLogWriter, BodyLimitMiddleware
 from .passwords import PasswordService
@@ -78,13 +79,17 @@ def create_fastapi(settings: Settings, access_log: AccessLogWriter | None = None
     """The FastAPI application (routes, handlers, lifespan) without the outer middleware."""
     configure_logging(settings)
     access_log = access_log or AccessLogWriter()
-    if settings.jwt_generate_dev_keys and generate_key_files(
-        settings.jwt_private_key_path, settings.jwt_public_key_path
+    private, public = settings.jwt_private_key_path, settings.jwt_public_key_path
+    if (
+        settings.jwt_generate_dev_keys
+        and private
+        and public
+        and generate_key_files(private, public)
     ):
-        log.warning("generated a DEVELOPMENT key pair at %s", settings.jwt_private_key_path)
-    keys = load_key_files(settings.jwt_private_key_path, settings.jwt_public_key_path)
+        log.warning("generated a DEVELOPMENT key pair at %s", private)
+    keyset = load_configured_keyset(settings.jwt_keyset_path, private, public)
     tokens = TokenService(
-        keys, settings.access_token_ttl, settings.jwt_issuer, audience=settings.jwt_audience
+        keyset, settings.access_token_ttl, settings.jwt_issuer, audience=settings.jwt_audience
     )
     svc = Services(settings=settings, tokens=tokens)
 

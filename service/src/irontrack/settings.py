@@ -52,8 +52,18 @@ class Settings(BaseSettings):
     valkey_password: SecretStr | None = Field(
         default=None, description="Overrides the password in valkey_url when set."
     )
-    jwt_private_key_path: Path = Field(description="PEM file of the Ed25519 private key.")
-    jwt_public_key_path: Path = Field(description="PEM file of the Ed25519 public key.")
+    jwt_keyset_path: Path | None = Field(
+        default=None,
+        description="JSON keyset file (irontrack-keyset): several Ed25519 keys, one signing.",
+    )
+    jwt_private_key_path: Path | None = Field(
+        default=None,
+        description="PEM file of the single Ed25519 private key (earlier releases; one-key "
+        "keyset). Use jwt_keyset_path instead.",
+    )
+    jwt_public_key_path: Path | None = Field(
+        default=None, description="PEM file of that key's public key."
+    )
     jwt_generate_dev_keys: bool = Field(
         default=False, description="Generate a missing key pair at start (development only)."
     )
@@ -157,6 +167,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
+        pair = (self.jwt_private_key_path, self.jwt_public_key_path)
+        if self.jwt_keyset_path is not None and any(path is not None for path in pair):
+            raise ValueError(
+                "set jwt_keyset_path or the jwt_private_key_path/jwt_public_key_path pair, not both"
+            )
+        if self.jwt_keyset_path is None and any(path is None for path in pair):
+            raise ValueError(
+                "no JWT keys: set jwt_keyset_path (or both jwt_private_key_path and "
+                "jwt_public_key_path)"
+            )
+        if self.jwt_generate_dev_keys and self.jwt_keyset_path is not None:
+            raise ValueError("jwt_generate_dev_keys works with the key pair, not a keyset")
         if self.password_min_length > self.password_max_length:
             raise ValueError("password_min_length exceeds password_max_length")
         if self.session_max_lifetime < self.access_token_ttl:
@@ -180,8 +202,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as error:
         lines = []
         for item in error.errors():
-            name = "IRONTRACK_" + "_".join(str(p) for p in item["loc"]).upper()
-            lines.append(f"  {name or '(settings)'}: {item['msg']}")
+            loc = "_".join(str(p) for p in item["loc"]).upper()
+            lines.append(f"  {'IRONTRACK_' + loc if loc else '(settings)'}: {item['msg']}")
         raise ConfigError("invalid IronTrack configuration:\n" + "\n".join(lines)) from None
 
 

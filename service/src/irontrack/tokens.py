@@ -1,4 +1,8 @@
-"""Ed25519 JWTs with joserfc: only ``alg: Ed25519`` is signed and accepted."""
+"""Ed25519 JWTs with joserfc: only ``alg: Ed25519`` is signed and accepted.
+
+Tokens are signed by the keyset's signing key and carry its ``kid`` (RFC 7638 thumbprint);
+a token is verified with the key its ``kid`` names, and one without a ``kid`` or with a
+``kid`` outside the keyset is rejected."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from uuid_utils import uuid4
 
-from .keys import KeyPair
+from .keyset import Keyset
 
 ALGORITHM = "Ed25519"
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068: an access token, not an ID token or another JWT of ours
@@ -34,20 +38,24 @@ class IssuedToken:
     claims: AccessClaims
 
 
+class _UnknownKidError(ValueError):
+    """The token names no key of the keyset (or no key at all)."""
+
+
 class TokenService:
     """Signs and verifies access tokens; key objects are built once, at start."""
 
     def __init__(
         self,
-        keys: KeyPair,
+        keyset: Keyset,
         ttl: int,
         issuer: str | None = None,
         audience: str = "irontrack",
         cache_size: int = 10000,
     ):
-        self._private = OKPKey.import_key(keys.private_pem)
-        self._public = OKPKey.import_key(keys.public_pem)
-        self.kid = self._public.thumbprint()
+        self._private = keyset.signing.private
+        self.kid = keyset.signing.kid
+        self._verifying: dict[str, OKPKey] = keyset.by_kid()
         self._header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": self.kid}
         self._audience = audience
         self._ttl = ttl
@@ -56,8 +64,13 @@ class TokenService:
         # once; expiry is re-checked on every hit and revocation is the session store's job.
         self._verified: dict[str, AccessClaims] = {}
         self._cache_size = cache_size
+        # The signing key first, then every key that still verifies.
+        ordered = sorted(keyset.keys, key=lambda entry: entry.kid != self.kid)
         self.jwks: dict[str, Any] = {
-            "keys": [self._public.as_dict(private=False, kid=self.kid, use="sig", alg=ALGORITHM)]
+            "keys": [
+                entry.public.as_dict(private=False, kid=entry.kid, use="sig", alg=ALGORITHM)
+                for entry in ordered
+            ]
         }
 
     def issue(self, sub: str, email: str, now: int | None = None) -> IssuedToken:
@@ -77,7 +90,8 @@ class TokenService:
         return IssuedToken(token=token, claims=claims)
 
     def verify(self, token: str) -> AccessClaims | None:
-        """The claims of a valid, unexpired token signed by our key with Ed25519; else None."""
+        """The claims of a valid, unexpired token signed with Ed25519 by the keyset's key that
+        its ``kid`` names; else None."""
         now = time.time()
         cached = self._verified.get(token)
         if cached is not None:
@@ -88,7 +102,7 @@ class TokenService:
         if len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
             return None
         try:
-            decoded = jwt.decode(token, self._public, algorithms=_ALGORITHMS)
+            decoded = jwt.decode(token, self._key_for, algorithms=_ALGORITHMS)
         except (JoseError, ValueError, TypeError, UnicodeError):
             return None
         if decoded.header.get("alg") != ALGORITHM:  # defence in depth; joserfc enforces it
@@ -105,6 +119,13 @@ class TokenService:
             self._verified.pop(next(iter(self._verified)))
         self._verified[token] = claims
         return claims
+
+    def _key_for(self, obj: Any) -> OKPKey:
+        kid = obj.headers().get("kid")
+        key = self._verifying.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise _UnknownKidError("no key of the keyset has this kid")
+        return key
 
 
 def _claims(raw: dict[str, Any], now: float, issuer: str | None) -> AccessClaims | None:

@@ -1,11 +1,12 @@
-"""``irontrack-check-config``: load and validate the settings and key files; exit 1 if bad."""
+"""``irontrack-check-config``: load and validate the settings and the JWT keyset; exit 1 if bad."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..keys import KeyError_, load_key_files
+from ..keys import KeyError_
+from ..keyset import load_configured_keyset
 from ..settings import ConfigError, load_settings
 
 
@@ -18,7 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if not args.no_keys and not settings.jwt_generate_dev_keys:
-            load_key_files(settings.jwt_private_key_path, settings.jwt_public_key_path)
+            keyset = load_configured_keyset(
+                settings.jwt_keyset_path,
+                settings.jwt_private_key_path,
+                settings.jwt_public_key_path,
+            )
+            print(
+                f"JWT keyset: signing {keyset.signing.kid}, {len(keyset.keys) - 1} more verifying"
+            )
     except (ConfigError, KeyError_) as error:
         print(f"irontrack-check-config: {error}", file=sys.stderr)
         return 1
