@@ -12,10 +12,12 @@ Client loops send one request per new connection, under the proxy's per-client r
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
 import shlex
+import socket
 import ssl
 import subprocess
 import sys
@@ -202,6 +204,102 @@ def test_requests_reach_both_app_hosts():
         time.sleep(0.5)
     assert sum(counts.values()) == 20, counts
     assert all(count > 0 for count in counts.values()), counts
+
+
+def on_host(app: str, method: str, path: str, body: dict | None = None, token: str = "") -> tuple:
+    """(status, JSON or text) of a request to one app host's own socket, sent on that host."""
+    args = ["curl", "-s", "--max-time", "10", "-w", r"\n%{http_code}"]
+    args += ["--unix-socket", "/run/app/granian.sock", "-X", method]
+    if body is not None:
+        args += ["-H", "content-type: application/json", "--data", json.dumps(body)]
+    if token:
+        args += ["-H", f"Authorization: Bearer {token}"]
+    out = run(app, shlex.join([*args, f"http://localhost{path}"])).stdout
+    text, _, status = out.rpartition("\n")
+    try:
+        return int(status), json.loads(text)
+    except ValueError:
+        return int(status), text
+
+
+def login_on(app: str) -> str:
+    """A fresh user's access token, signed by `app` itself (not through the proxy)."""
+    credentials = {
+        "email": f"fleet-{app}-{uuid.uuid4().hex[:12]}@example.com",
+        "password": uuid.uuid4().hex,
+    }
+    status, answer = on_host(app, "POST", f"{API}/signup", credentials)
+    assert status == 201, (app, status, answer)
+    status, answer = on_host(app, "POST", f"{API}/login", credentials)
+    assert status == 200, (app, status, answer)
+    return answer["access_token"]
+
+
+def kid(token: str) -> str:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+
+
+def test_a_token_issued_by_one_app_host_works_on_the_other():
+    # One keyset on every app host (only its digest leaves the host), the same JWKS.
+    digests = {
+        app: run(app, "sha256sum /etc/irontrack/keys/jwt-keyset.json").stdout.split()[0]
+        for app in APP_HOSTS
+    }
+    assert len(set(digests.values())) == 1, digests
+    published = {app: on_host(app, "GET", "/.well-known/jwks.json") for app in APP_HOSTS}
+    assert all(status == 200 for status, _ in published.values()), published
+    assert published["app1"][1] == published["app2"][1], published
+    kids = [key["kid"] for key in published["app1"][1]["keys"]]
+    for issuer, verifier in (("app1", "app2"), ("app2", "app1")):
+        token = login_on(issuer)
+        assert kid(token) == kids[0], (kid(token), kids)  # signed with the signing key
+        for app in (issuer, verifier):
+            status, answer = on_host(app, "GET", f"{API}/me", token=token)
+            assert status == 200, (issuer, app, status, answer)
+    # A token whose signature does not verify is refused on both (the check can fail).
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for app in APP_HOSTS:
+        assert on_host(app, "GET", f"{API}/me", token=forged)[0] == 401, app
+
+
+def dropped(name: str) -> int:
+    """Packets the firewall of a host dropped at the end of its input chain."""
+    out = json.loads(run(name, "nft -j list counter inet irontrack input_dropped").stdout)
+    return next(o["counter"]["packets"] for o in out["nftables"] if "counter" in o)
+
+
+def reaches(source: str, target: str, port: int) -> bool:
+    """Whether `source` (a fleet host, or "controller") opens a TCP connection to target:port."""
+    if source == "controller":
+        try:
+            socket.create_connection((address(target), port), timeout=3).close()
+        except OSError:
+            return False
+        return True
+    probe = f"exec 3<>/dev/tcp/{address(target)}/{port}"
+    return run(source, f"timeout 3 bash -c {shlex.quote(probe)}", check=False).returncode == 0
+
+
+@pytest.mark.parametrize(("target", "port"), [("db", 6432), ("cache", 6379)])
+def test_the_firewall_lets_only_app_hosts_reach_pgbouncer_and_valkey(target, port):
+    assert f"{address(target)}:{port}" in listening(
+        target
+    )  # listening: the refusal is the firewall's
+    for app in APP_HOSTS:
+        assert reaches(app, target, port), (app, target, port)
+    for source in ("proxy", "controller"):
+        before = dropped(target)
+        assert not reaches(source, target, port), (source, target, port)
+        assert dropped(target) > before, (source, target, port)
+
+
+def test_the_firewall_opens_443_to_everyone_and_the_app_port_to_the_proxy_only():
+    assert reaches("controller", "proxy", 443)
+    for app in APP_HOSTS:
+        assert reaches("proxy", app, 8000), app
+        before = dropped(app)
+        assert not reaches("controller", app, 8000), app
+        assert dropped(app) > before, app
 
 
 def live_slot(app: str) -> str:
