@@ -16,6 +16,9 @@ export IRONTRACK_HTTPS_PORT ?= 8443
 export IRONTRACK_PG_PACKAGES ?= auto
 # The PGDG-shaped mirror for this recipe (scripts/pgdg-mirror.sh; only its path here, no build).
 export IRONTRACK_PGDG_MIRROR ?= $(shell scripts/pgdg-mirror.sh --path)
+# The fleet of molecule/fleet: container/network name prefix and the proxy's published HTTPS port.
+export IRONTRACK_FLEET ?= irontrack-fleet
+export IRONTRACK_FLEET_HTTPS_PORT ?= 9443
 # The VM of molecule/kernel (a real kernel): SSH forwarded from 127.0.0.1 only.
 export IRONTRACK_VM_SSH_PORT ?= 2222
 export PY_COLORS := 0
@@ -25,7 +28,7 @@ PLAYBOOKS := $(wildcard playbooks/*.yml)
 
 .PHONY: help deps image vm-image packages mirror up up-vm down converge smoke tune bench \
         bench-service bench-metrics bench-health test lint test-service test-roles test-host test-redeploy molecule \
-        molecule-kernel run bench-statement-cache clean lock lock-upgrade audit
+        molecule-kernel molecule-fleet run bench-statement-cache clean lock lock-upgrade audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -109,6 +112,9 @@ test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18,
 
 molecule: image packages ## create → converge → idempotence → verify (testinfra + smoke) → destroy
 	molecule test 2>&1 | tee .molecule-test.log || { python scripts/failure-summary.py .molecule-test.log; exit 1; }
+
+molecule-fleet: image packages ## the fleet (proxy, app1, app2, db, cache on one network): converge, idempotence, failover, rolling deploy
+	molecule test -s fleet 2>&1 | tee .molecule-fleet.log || { python scripts/failure-summary.py .molecule-fleet.log; exit 1; }
 
 molecule-kernel: vm-image ## the same on a real kernel (QEMU VM): every sysctl and the open-files limit live, retune, reboot
 	molecule test -s kernel

@@ -325,6 +325,7 @@ def test_app_user_is_not_an_admin(host):
     [
         ("/etc/pgbouncer/userlist.txt", "pgbouncer"),
         ("/etc/pgbouncer/pgbouncer.ini", "pgbouncer"),
+        ("/etc/pgbouncer/pgbouncer-listen.ini", "pgbouncer"),
         ("/etc/valkey/users.acl", "valkey"),
         ("/etc/valkey/valkey.conf", "valkey"),
     ],

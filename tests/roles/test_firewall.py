@@ -131,9 +131,17 @@ def test_single_box_with_a_monitoring_host(tmp_path):
 
 
 FLEET = {
-    "proxy": {"proxy1": {"ansible_host": "10.0.0.10"}},
+    # irontrack_private_address (the other roles' per-host setting) when firewall_private_address
+    # is unset; firewall_private_address wins when both are set.
+    "proxy": {
+        "proxy1": {"ansible_host": "edge.example.net", "irontrack_private_address": "10.0.0.10"}
+    },
     "app": {
-        "app1": {"ansible_host": "app1.example.net", "firewall_private_address": "10.0.0.11"},
+        "app1": {
+            "ansible_host": "app1.example.net",
+            "irontrack_private_address": "10.0.0.99",
+            "firewall_private_address": "10.0.0.11",
+        },
         "app2": {"firewall_private_address": ["10.0.0.12", "fd00::12"]},
     },
     "db": {"db1": {"ansible_host": "10.0.0.13"}},

@@ -1,0 +1,366 @@
+"""The fleet of molecule/fleet: proxy, app1, app2, db and cache on one docker network.
+
+Runs on the controller (Molecule's verify), against the containers named
+$IRONTRACK_FLEET-{proxy,app1,app2,db,cache} (also their inventory names), the proxy's published
+HTTPS port $IRONTRACK_FLEET_HTTPS_PORT (TLS verified against the local mkcert CA), and the
+scenario's inventory $IRONTRACK_FLEET_INVENTORY (for the rolling deploy):
+    IRONTRACK_FLEET=irontrack-fleet IRONTRACK_FLEET_HTTPS_PORT=9443 \
+    IRONTRACK_FLEET_INVENTORY=~/.cache/molecule/<project>/fleet/inventory pytest tests/fleet
+Client loops send one request per new connection, under the proxy's per-client rate limit
+(every request comes from the controller's address).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import shlex
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FLEET = os.environ.get("IRONTRACK_FLEET", "irontrack-fleet")
+PORT = int(os.environ.get("IRONTRACK_FLEET_HTTPS_PORT", "9443"))
+SECRETS = Path(os.environ.get("IRONTRACK_SECRETS_DIR", REPO / ".secrets" / "local"))
+APP_HOSTS = ("app1", "app2")
+API = "/api/v1/access"
+
+sys.path.insert(0, str(REPO / "tests" / "redeploy"))
+from test_zero_downtime import service_variant  # noqa: E402
+
+
+def container(name: str) -> str:
+    return f"{FLEET}-{name}"
+
+
+def run(name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """A shell command inside one of the fleet's containers."""
+    result = subprocess.run(
+        ["docker", "exec", container(name), "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if check:
+        assert result.returncode == 0, (name, command, result.stdout, result.stderr)
+    return result
+
+
+def address(name: str) -> str:
+    out = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            container(name),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(out) == 1, out
+    return out[0]
+
+
+def tls() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(SECRETS / "mkcert" / "rootCA.pem"))
+
+
+def request(
+    method: str,
+    path: str,
+    body: dict | None = None,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request through the proxy, on a new connection."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", PORT, timeout=15, context=context or tls()
+    )
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        all_headers = {"Connection": "close", **(headers or {})}
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        connection.request(method, path, body=data, headers=all_headers)
+        response = connection.getresponse()
+        found: dict[str, str] = {}
+        for name, value in response.getheaders():  # repeated headers (Set-Cookie) joined
+            key = name.lower()
+            found[key] = f"{found[key]}\n{value}" if key in found else value
+        return response.status, found, response.read()
+    finally:
+        connection.close()
+
+
+def login() -> str:
+    """A fresh user's access token (signup, then login through the proxy)."""
+    email = f"fleet+{uuid.uuid4().hex[:12]}@example.com"
+    password = uuid.uuid4().hex
+    status, _, body = request("POST", f"{API}/signup", {"email": email, "password": password})
+    assert status == 201, (status, body)
+    status, headers, body = request("POST", f"{API}/login", {"email": email, "password": password})
+    assert status == 200, (status, body)
+    cookie = headers.get("set-cookie", "")
+    token = cookie.split("access_token=", 1)[1].split(";", 1)[0].strip('"')
+    assert token, cookie
+    return token
+
+
+class Loop:
+    """GET `path` through the proxy every `interval` seconds until stopped; counts failures."""
+
+    def __init__(self, path: str, headers: dict[str, str] | None = None, interval: float = 0.1):
+        self.path, self.headers, self.interval = path, headers or {}, interval
+        self.requests = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._context = tls()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.requests += 1
+            try:
+                status, _, body = request(
+                    "GET", self.path, headers=self.headers, context=self._context
+                )
+                if status != 200:
+                    self.failures.append(f"{time.time():.1f} status {status}: {body[:100]!r}")
+            except (OSError, http.client.HTTPException) as error:
+                self.failures.append(f"{time.time():.1f} {type(error).__name__}: {error}")
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Loop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def summary(self) -> str:
+        return f"{self.requests} requests, {len(self.failures)} failed: {self.failures[:5]}"
+
+
+@pytest.fixture(scope="module")
+def token() -> str:
+    return login()
+
+
+def listening(name: str) -> set[str]:
+    out = run(name, "ss -Hltn | awk '{print $4}'").stdout
+    return set(out.split())
+
+
+def test_every_link_goes_over_the_network():
+    db, cache = address("db"), address("cache")
+    assert f"{db}:6432" in listening("db"), listening("db")
+    assert f"{cache}:6379" in listening("cache"), listening("cache")
+    for app in APP_HOSTS:
+        assert f"{address(app)}:8000" in listening(app), listening(app)
+        # The env file holds secrets: only grep's verdict leaves the host.
+        for url in (f"@{db}:6432/", f"@{cache}:6379/"):
+            run(app, f"grep -qF {shlex.quote(url)} /etc/irontrack/irontrack.env")
+        # The TCP listener (forwarding to the switched link) is bound to the private address only.
+        assert not {"0.0.0.0:8000", "*:8000", "[::]:8000"} & listening(app), listening(app)
+        assert run(app, "systemctl is-active irontrack-listen.socket").stdout.strip() == "active"
+    upstream = run("proxy", "grep -E '^\\s*server .*# app host' /etc/nginx/nginx.conf").stdout
+    for app in APP_HOSTS:
+        assert f"server {address(app)}:8000 max_fails=2 fail_timeout=10s;" in upstream, upstream
+    assert "down;" not in upstream
+
+
+def test_health_through_the_proxy():
+    status, _, body = request("GET", "/health")
+    assert status == 200, body
+
+
+def test_requests_reach_both_app_hosts():
+    probe = f"/fleet-probe-{uuid.uuid4().hex}"
+    for _ in range(20):
+        status, _, _ = request("GET", probe)
+        assert status == 404
+        time.sleep(0.06)
+    counts: dict[str, int] = {}
+    for _ in range(20):  # access-log lines are written in batches (every 0.25 s)
+        for app in APP_HOSTS:
+            journal = run(app, "journalctl --no-pager -o cat -u 'irontrack@*'").stdout
+            counts[app] = journal.count(probe)
+        if sum(counts.values()) == 20:
+            break
+        time.sleep(0.5)
+    assert sum(counts.values()) == 20, counts
+    assert all(count > 0 for count in counts.values()), counts
+
+
+def on_host(app: str, method: str, path: str, body: dict | None = None, token: str = "") -> tuple:
+    """(status, JSON or text) of a request to one app host's own socket, sent on that host."""
+    args = ["curl", "-s", "--max-time", "10", "-w", r"\n%{http_code}"]
+    args += ["--unix-socket", "/run/app/granian.sock", "-X", method]
+    if body is not None:
+        args += ["-H", "content-type: application/json", "--data", json.dumps(body)]
+    if token:
+        args += ["-H", f"Authorization: Bearer {token}"]
+    out = run(app, shlex.join([*args, f"http://localhost{path}"])).stdout
+    text, _, status = out.rpartition("\n")
+    try:
+        return int(status), json.loads(text)
+    except ValueError:
+        return int(status), text
+
+
+def login_on(app: str) -> str:
+    """A fresh user's access token, signed by `app` itself (not through the proxy)."""
+    credentials = {
+        "email": f"fleet-{app}-{uuid.uuid4().hex[:12]}@example.com",
+        "password": uuid.uuid4().hex,
+    }
+    status, answer = on_host(app, "POST", f"{API}/signup", credentials)
+    assert status == 201, (app, status, answer)
+    status, answer = on_host(app, "POST", f"{API}/login", credentials)
+    assert status == 200, (app, status, answer)
+    return answer["access_token"]
+
+
+def kid(token: str) -> str:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+
+
+def test_a_token_issued_by_one_app_host_works_on_the_other():
+    # One keyset on every app host (only its digest leaves the host), the same JWKS.
+    digests = {
+        app: run(app, "sha256sum /etc/irontrack/keys/jwt-keyset.json").stdout.split()[0]
+        for app in APP_HOSTS
+    }
+    assert len(set(digests.values())) == 1, digests
+    published = {app: on_host(app, "GET", "/.well-known/jwks.json") for app in APP_HOSTS}
+    assert all(status == 200 for status, _ in published.values()), published
+    assert published["app1"][1] == published["app2"][1], published
+    kids = [key["kid"] for key in published["app1"][1]["keys"]]
+    for issuer, verifier in (("app1", "app2"), ("app2", "app1")):
+        token = login_on(issuer)
+        assert kid(token) == kids[0], (kid(token), kids)  # signed with the signing key
+        for app in (issuer, verifier):
+            status, answer = on_host(app, "GET", f"{API}/me", token=token)
+            assert status == 200, (issuer, app, status, answer)
+    # A token whose signature does not verify is refused on both (the check can fail).
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for app in APP_HOSTS:
+        assert on_host(app, "GET", f"{API}/me", token=forged)[0] == 401, app
+
+
+def dropped(name: str) -> int:
+    """Packets the firewall of a host dropped at the end of its input chain."""
+    out = json.loads(run(name, "nft -j list counter inet irontrack input_dropped").stdout)
+    return next(o["counter"]["packets"] for o in out["nftables"] if "counter" in o)
+
+
+def reaches(source: str, target: str, port: int) -> bool:
+    """Whether `source` (a fleet host, or "controller") opens a TCP connection to target:port."""
+    if source == "controller":
+        try:
+            socket.create_connection((address(target), port), timeout=3).close()
+        except OSError:
+            return False
+        return True
+    probe = f"exec 3<>/dev/tcp/{address(target)}/{port}"
+    return run(source, f"timeout 3 bash -c {shlex.quote(probe)}", check=False).returncode == 0
+
+
+@pytest.mark.parametrize(("target", "port"), [("db", 6432), ("cache", 6379)])
+def test_the_firewall_lets_only_app_hosts_reach_pgbouncer_and_valkey(target, port):
+    assert f"{address(target)}:{port}" in listening(
+        target
+    )  # listening: the refusal is the firewall's
+    for app in APP_HOSTS:
+        assert reaches(app, target, port), (app, target, port)
+    for source in ("proxy", "controller"):
+        before = dropped(target)
+        assert not reaches(source, target, port), (source, target, port)
+        assert dropped(target) > before, (source, target, port)
+
+
+def test_the_firewall_opens_443_to_everyone_and_the_app_port_to_the_proxy_only():
+    assert reaches("controller", "proxy", 443)
+    for app in APP_HOSTS:
+        assert reaches("proxy", app, 8000), app
+        before = dropped(app)
+        assert not reaches("controller", app, 8000), app
+        assert dropped(app) > before, app
+
+
+def live_slot(app: str) -> str:
+    link = run(app, "readlink /run/app/granian.sock").stdout.strip()
+    return Path(link).stem.rsplit("-", 1)[-1]
+
+
+def test_stopping_app1_loses_no_request(token):
+    slot = live_slot("app1")
+    with Loop(f"{API}/me", {"Authorization": f"Bearer {token}"}) as loop:
+        time.sleep(3)
+        run("app1", "systemctl stop irontrack-listen.socket irontrack-listen.service 'irontrack@*'")
+        time.sleep(8)
+        run("app1", f"systemctl start irontrack-listen.socket irontrack@{slot}")
+        time.sleep(4)
+    assert loop.requests > 80, loop.summary()
+    assert not loop.failures, loop.summary()
+    assert live_slot("app1") == slot
+
+
+def release(app: str) -> str:
+    return run(app, "readlink /opt/irontrack/current").stdout.strip()
+
+
+def test_rolling_deploy_loses_no_request(token, tmp_path):
+    before = {app: release(app) for app in APP_HOSTS}
+    command = [
+        "ansible-playbook",
+        "-i",
+        os.environ["IRONTRACK_FLEET_INVENTORY"],
+        str(REPO / "playbooks" / "deploy.yml"),
+        "-e",
+        f"app_source_dir={service_variant(tmp_path)}",
+        *shlex.split(os.environ.get("IRONTRACK_DEPLOY_ARGS", "")),
+    ]
+    with Loop(f"{API}/me", {"Authorization": f"Bearer {token}"}) as loop:
+        time.sleep(2)
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+        time.sleep(2)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    after = {app: release(app) for app in APP_HOSTS}
+    assert all(after[app] != before[app] for app in APP_HOSTS), (before, after)
+    assert len(set(after.values())) == 1, after
+    # One host at a time: each was drained (marked down, proxy reloaded) and put back.
+    for app in APP_HOSTS:
+        mark = f"Mark {container(app)} down in the upstream"
+        assert result.stdout.count(mark) == 1, result.stdout[-3000:]
+    upstream = run("proxy", "grep -E '^\\s*server .*# app host' /etc/nginx/nginx.conf").stdout
+    assert "down;" not in upstream, upstream
+    assert loop.requests > 100, loop.summary()
+    assert not loop.failures, loop.summary()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fleet_is_up() -> None:
+    for name in ("proxy", *APP_HOSTS, "db", "cache"):
+        state = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", container(name)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if state.stdout.strip() != "true":
+            pytest.fail(f"{container(name)} is not running: converge the fleet first")
