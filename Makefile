@@ -82,7 +82,7 @@ bench-metrics: deps ## /ping and /me with the service's metrics on vs off, alter
 bench-health: deps ## /health vs /ping on one Granian worker, alternated in one run (ratio), and the probes that reached PostgreSQL and Valkey
 	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/health.py
 
-test: deps lint audit test-service test-roles molecule ## every test (the VM scenario, too slow under TCG for CI: make molecule-kernel)
+test: deps lint audit test-service test-roles molecule molecule-fleet ## every test: the single host, then the fleet (the VM scenario, too slow under TCG for CI: make molecule-kernel)
 
 lock: deps ## re-resolve the locks after a pyproject.toml change (keeps existing pins; PyPI only)
 	python scripts/lock.py compile
