@@ -54,8 +54,10 @@ def inventory(tmp_path: Path, **overrides) -> Path:
 
 
 def run(inv: Path, playbook: str, *args: str) -> tuple[int, str]:
+    """``playbook``: a name in playbooks/, or a path from the repository root."""
+    path = REPO / playbook if "/" in playbook else REPO / "playbooks" / playbook
     result = subprocess.run(
-        [_ansible_playbook(), "-i", str(inv), str(REPO / "playbooks" / playbook), "--check", *args],
+        [_ansible_playbook(), "-i", str(inv), str(path), "--check", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -141,13 +143,13 @@ def test_site_passes_the_guard_with_acme_and_real_names(tmp_path):
 
 
 def test_bench_refuses_a_non_local_inventory(tmp_path):
-    out = refused(inventory(tmp_path), "bench.yml")
+    out = refused(inventory(tmp_path), "bench/playbook.yml")
     assert "bench_allow_production=true" in out
 
 
 def test_bench_runs_with_the_explicit_switch(tmp_path):
-    passed(inventory(tmp_path), "bench.yml", "-e", "bench_allow_production=true")
+    passed(inventory(tmp_path), "bench/playbook.yml", "-e", "bench_allow_production=true")
 
 
 def test_bench_runs_on_a_local_inventory(tmp_path):
-    passed(inventory(tmp_path, irontrack_environment="local"), "bench.yml")
+    passed(inventory(tmp_path, irontrack_environment="local"), "bench/playbook.yml")

@@ -1,4 +1,4 @@
-"""``bench_report.py RESULTS_DIR``: write report.md, figures.json and charts/*.png there."""
+"""``python -m bench report RESULTS_DIR``: write report.md, summary.md and figures.json there."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import charts, markdown
+from . import markdown
 from .figures import collect
 
 
@@ -28,19 +28,13 @@ def write(directory: Path) -> dict[str, Path]:
     """Write every output of the run in ``directory``; return their paths."""
     figures = collect(directory)
     written: dict[str, Path] = {}
-    chart_names: list[str] = []
-    if figures["scenarios"]:
-        (directory / "charts").mkdir(exist_ok=True)
-        written["throughput"] = charts.throughput(figures, directory / "charts/throughput.png")
-        written["latency"] = charts.latency(figures, directory / "charts/latency.png")
-        chart_names = ["charts/throughput.png", "charts/latency.png"]
     written["json"] = directory / "figures.json"
     written["json"].write_text(
         json.dumps(_clean(figures), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
         encoding="utf-8",
     )
     written["report"] = directory / "report.md"
-    written["report"].write_text(markdown.render(figures, chart_names), encoding="utf-8")
+    written["report"].write_text(markdown.render(figures), encoding="utf-8")
     written["summary"] = directory / "summary.md"
     written["summary"].write_text("\n".join(markdown.summary_table(figures)) + "\n", "utf-8")
     print(markdown.ratios_text(figures))
@@ -49,10 +43,10 @@ def write(directory: Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("results", type=Path, help="results/<date>_<host> of playbooks/bench.yml")
+    parser.add_argument("results", type=Path, help="results/<date>_<host> of bench/playbook.yml")
     args = parser.parse_args(argv)
     if not (args.results / "raw").is_dir():
-        parser.error(f"{args.results}/raw: no such directory (run playbooks/bench.yml first)")
+        parser.error(f"{args.results}/raw: no such directory (run python -m bench host first)")
     for name, path in write(args.results).items():
         print(f"{name}: {path}")
     return 0

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from benchreport.figures import collect, find, signup_limit
-from benchreport.wrk import parse
+
+from bench.report.figures import collect, find, signup_limit
+from bench.report.wrk import parse
 
 
 def _rps(run: Path, name: str) -> float:

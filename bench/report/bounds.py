@@ -134,11 +134,22 @@ def notes(figures: dict[str, Any]) -> dict[str, str]:
         if target["met"]:
             continue
         name = target["name"]
-        if name.startswith("/me ÷ /ping"):
+        if name.startswith("/me (one token)"):
             found[name] = _compare(
                 find(scenarios, "granian", "direct", "me"),
                 find(scenarios, "granian", "direct", "ping"),
                 ratios.get("/me ÷ /ping, Granian (direct)"),
+            )
+        elif name.startswith("/me (distinct tokens)"):
+            distinct = find(scenarios, "granian", "direct", "me-distinct")
+            found[name] = (
+                "not measured in this run (bench_me_sessions=0?)"
+                if distinct is None
+                else _compare(
+                    distinct,
+                    find(scenarios, "granian", "direct", "ping"),
+                    ratios.get("/me (distinct tokens) ÷ /ping, Granian (direct)"),
+                )
             )
         elif name.startswith("proxy ÷ direct"):
             found[name] = _compare(

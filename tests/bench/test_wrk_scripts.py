@@ -1,4 +1,4 @@
-"""files/bench on this machine: run_wrk.py's counters and signup.lua against a real HTTP server.
+"""bench/host on this machine: run_wrk.py's counters and signup.lua against a real HTTP server.
 
 signup.lua needs wrk (Debian package `wrk`); those tests are skipped where it is missing.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from benchfixtures import FILES
-from benchreport.wrk import parse
+
+from bench.report.wrk import parse
 
 WRK = shutil.which("wrk")
 needs_wrk = pytest.mark.skipif(WRK is None, reason="wrk is not installed (apt-get install wrk)")
@@ -145,6 +147,71 @@ def test_cookie_lua_sends_the_quoted_token() -> None:
         server.server_close()
     assert seen
     assert set(seen) == {'access_token="tok.en.value"'}
+
+
+@needs_wrk
+def test_tokens_lua_spreads_distinct_tokens_round_robin(tmp_path) -> None:
+    """Every token of the file is used, each thread round-robins over its own share (its
+    tokens' use counts differ by at most one, plus wrk's unsent check request and one in
+    flight), and a token travels on several connections."""
+    tokens = [f"tok-{n:03d}.payload.sig" for n in range(40)]
+    path = tmp_path / "tokens.txt"
+    path.write_text("\n".join(tokens) + "\n")
+    seen: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            with lock:
+                seen.append((self.headers.get("Cookie", ""), self.client_address[1]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        subprocess.run(
+            [WRK, "-t2", "-c6", "-d2s", "-s", str(FILES / "tokens.lua"),
+             f"http://127.0.0.1:{server.server_address[1]}/api/v1/access/me",
+             "--", str(path), "2"],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    cookies = [cookie for cookie, _ in seen]
+    assert len(cookies) > 4 * len(tokens), "a short run still uses every token several times"
+    assert set(cookies) == {f'access_token="{t}"' for t in tokens}
+    for share in (tokens[0::2], tokens[1::2]):  # thread 1 and thread 2
+        counts = [cookies.count(f'access_token="{t}"') for t in share]
+        assert max(counts) - min(counts) <= 2, counts
+    connections: dict[str, set[int]] = {}
+    for cookie, port in seen:
+        connections.setdefault(cookie, set()).add(port)
+    assert max(len(ports) for ports in connections.values()) > 1
+
+
+@needs_wrk
+def test_tokens_lua_refuses_a_missing_thread_count(tmp_path) -> None:
+    path = tmp_path / "tokens.txt"
+    path.write_text("a.b.c\n")
+    with socket.socket() as listening:  # wrk connects before it runs the script's init()
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        out = subprocess.run(
+            [WRK, "-t1", "-c1", "-d1s", "-s", str(FILES / "tokens.lua"),
+             f"http://127.0.0.1:{listening.getsockname()[1]}/", "--", str(path)],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+    assert "usage: wrk -s tokens.lua" in out.stdout + out.stderr
 
 
 def test_run_wrk_measures_the_cpu_of_its_command() -> None:

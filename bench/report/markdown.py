@@ -11,7 +11,8 @@ from .figures import ENDPOINT_ORDER, SERIES, find, series_label
 ENDPOINT_TITLES = {
     "ping": "GET /ping",
     "health": "GET /health",
-    "me": "GET /api/v1/access/me",
+    "me": "GET /api/v1/access/me (one token)",
+    "me-distinct": "GET /api/v1/access/me (distinct users' tokens)",
     "signup": "POST /api/v1/access/signup",
     "signup-large": "POST /api/v1/access/signup (seeded table)",
 }
@@ -110,7 +111,7 @@ def _header(figures: dict[str, Any]) -> list[str]:
     lines = [
         f"# IronTrack benchmark — {run.get('host', '?')}, {run.get('date', '?')}",
         "",
-        f"**Command:** `{run.get('command', 'playbooks/bench.yml')}`  ",
+        f"**Command:** `{run.get('command', 'make bench')}`  ",
         f"**Run:** {run.get('run_id', '?')} ({run.get('started', '?')} → "
         f"{run.get('finished', '?')})  ",
         f"**Machine:** {machine.get('cpu', '?')}, {machine.get('cpus', '?')} cores, "
@@ -359,7 +360,7 @@ def summary_table(figures: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
-def render(figures: dict[str, Any], charts: list[str]) -> str:
+def render(figures: dict[str, Any]) -> str:
     lines = _header(figures)
     lines += ["", "## Summary", "", *summary_table(figures), ""]
     lines += [*_ratio_section(figures), ""]
@@ -372,8 +373,6 @@ def render(figures: dict[str, Any], charts: list[str]) -> str:
         lines += [*signup, ""]
     lines += [*_cpu_section(figures), ""]
     lines += [*_notes_section(figures), ""]
-    if charts:
-        lines += ["## Charts", ""] + [f"![{name}]({name})" for name in charts] + [""]
     lines += [*_raw_section(figures), ""]
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
-"""Tests of the bench report generator (tools/benchreport) and the wrk helpers (files/bench).
+"""Tests of the bench report generator (bench/report) and the wrk helpers (bench/host).
 
-The fixtures are real: wrk output and counters captured by playbooks/bench.yml on a local host
+The fixtures are real: wrk output and counters captured by bench/playbook.yml on a local host
 (fixtures/bench-*), and the raw wrk logs of the reference report (fixtures/report-2026-02).
 """
 

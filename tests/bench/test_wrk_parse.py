@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from benchfixtures import BENCH_RUNS, REPORT_RUNS
-from benchreport.wrk import WrkParseError, parse
+
+from bench.report.wrk import WrkParseError, parse
 
 ALL_RAW = REPORT_RUNS + [p for run in BENCH_RUNS for p in sorted((run / "raw").glob("*.txt"))]
 
