@@ -125,15 +125,22 @@ def run(args: argparse.Namespace) -> int:
         env["IRONTRACK_HASH_WORKERS"] = str(hash_workers)
         tokens_file, manifest = Path(tmp) / "tokens.txt", Path(tmp) / "sessions.keys"
         admin = redis.Redis.from_url(stack.valkey.admin_url)
+        before = _session_keys(admin)
         try:
             with serving(stack, env, "bench", server=args.server, workers=args.workers) as srv:
                 return _measure(args, stack, env, srv, admin, tokens_file, manifest, hash_workers)
         finally:
             if manifest.exists():
                 print(sessions_tool(env, "cleanup", "--manifest", str(manifest)))
-                left = sum(1 for _ in admin.scan_iter("it:[srf]:*", count=1000))
-                print(f"session keys left in Valkey after the cleanup: {left}")
+                print(
+                    f"session keys in Valkey: {before} before the run, {_session_keys(admin)} "
+                    "after the cleanup (the one real login's 3 stay until they expire)"
+                )
             admin.close()
+
+
+def _session_keys(admin: redis.Redis) -> int:
+    return sum(1 for _ in admin.scan_iter("it:[srf]:*", count=1000))
 
 
 def _measure(
