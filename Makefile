@@ -24,7 +24,7 @@ export IRONTRACK_VM_SSH_PORT ?= 2222
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 LOCAL_INVENTORY := inventories/local
-PLAYBOOKS := $(wildcard playbooks/*.yml)
+PLAYBOOKS := $(wildcard playbooks/*.yml) bench/playbook.yml
 
 .PHONY: help deps image vm-image packages mirror up up-vm down converge smoke tune bench \
         bench-service bench-metrics bench-health test lint test-service test-roles test-host test-redeploy molecule \
@@ -72,15 +72,20 @@ smoke: deps ## smoke-test the local host through TLS
 tune: deps ## re-tune the local host (kernel + planner settings only)
 	ansible-playbook -i $(LOCAL_INVENTORY) playbooks/tune.yml
 
+# Every benchmark is one command of one entry point, `python -m bench` (bench/README.md);
+# BENCH_ARGS passes options, e.g. make bench-service BENCH_ARGS='--rounds 1 -d 5'.
+BENCH_ARGS ?=
+BENCH_LOCAL := IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python -m bench
+
 bench: deps ## the report's benchmark scenarios on the local host (results/<date>_<host>/), then the metrics overhead
-	IRONTRACK_BENCH_COMMAND="make bench" ansible-playbook -i $(LOCAL_INVENTORY) playbooks/bench.yml
-	$(MAKE) --no-print-directory bench-metrics
+	IRONTRACK_BENCH_COMMAND="make bench $(BENCH_ARGS)" python -m bench host -i $(LOCAL_INVENTORY) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-metrics BENCH_ARGS=
 
 bench-metrics: deps ## /ping and /me with the service's metrics on vs off, alternated in one run (ratio on ÷ off)
-	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/metrics_overhead.py
+	$(BENCH_LOCAL) metrics $(BENCH_ARGS)
 
 bench-health: deps ## /health vs /ping on one Granian worker, alternated in one run (ratio), and the probes that reached PostgreSQL and Valkey
-	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/health.py
+	$(BENCH_LOCAL) health $(BENCH_ARGS)
 
 test: deps lint audit test-service test-roles molecule molecule-fleet ## every test: the single host, then the fleet (the VM scenario, too slow under TCG for CI: make molecule-kernel)
 
@@ -108,7 +113,7 @@ test-service: deps ## service tests against real PostgreSQL 18, PgBouncer (>= 1.
 	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) pytest tests/service
 
 test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18, guard rails, bench tooling, releases
-	pytest tests/roles tests/tools
+	pytest tests/roles tests/bench
 
 molecule: image packages ## create → converge → idempotence → verify (testinfra + smoke) → destroy
 	molecule test 2>&1 | tee .molecule-test.log || { python scripts/failure-summary.py .molecule-test.log; exit 1; }
@@ -128,11 +133,11 @@ test-redeploy: deps ## redeploy the running local host twice; no request may fai
 run: deps ## run the service on 127.0.0.1:8000 against real PostgreSQL 18, PgBouncer and Valkey
 	$(MAKE) -C service run VENV=$(VENV)
 
-bench-service: deps ## quick benchmark of the service alone on Granian (/ping, /me, signup)
-	$(MAKE) -C service bench VENV=$(VENV)
+bench-service: deps ## the service alone on local Granian: /ping, /me (one token and 20000 users' tokens), signup
+	$(BENCH_LOCAL) service $(BENCH_ARGS)
 
 bench-statement-cache: deps ## /health and signup with the service's statement cache on vs off (PgBouncer >= 1.21, one run)
-	IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python service/bench/statement_cache.py
+	$(BENCH_LOCAL) statement-cache $(BENCH_ARGS)
 
 clean: ## remove the local host, the VM, the virtualenv and generated files
 	-molecule destroy

@@ -44,8 +44,10 @@ def inventory(tmp_path: Path, **overrides) -> Path:
 
 
 def run(inv: Path, playbook: str, *args: str) -> tuple[int, str]:
+    """``playbook``: a name in playbooks/, or a path from the repository root."""
+    path = REPO / playbook if "/" in playbook else REPO / "playbooks" / playbook
     result = run_playbook(
-        "-i", str(inv), str(REPO / "playbooks" / playbook), "--check", *args,
+        "-i", str(inv), str(path), "--check", *args,
         home=inv, ANSIBLE_SSH_ARGS="-o ConnectTimeout=3",
     )  # fmt: skip
     return result.returncode, result.stdout + result.stderr
@@ -121,13 +123,13 @@ def test_site_passes_the_guard_with_acme_and_real_names(tmp_path):
 
 
 def test_bench_refuses_a_non_local_inventory(tmp_path):
-    out = refused(inventory(tmp_path), "bench.yml")
+    out = refused(inventory(tmp_path), "bench/playbook.yml")
     assert "bench_allow_production=true" in out
 
 
 def test_bench_runs_with_the_explicit_switch(tmp_path):
-    passed(inventory(tmp_path), "bench.yml", "-e", "bench_allow_production=true")
+    passed(inventory(tmp_path), "bench/playbook.yml", "-e", "bench_allow_production=true")
 
 
 def test_bench_runs_on_a_local_inventory(tmp_path):
-    passed(inventory(tmp_path, irontrack_environment="local"), "bench.yml")
+    passed(inventory(tmp_path, irontrack_environment="local"), "bench/playbook.yml")

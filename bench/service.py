@@ -1,0 +1,249 @@
+"""``python -m bench service``: /ping, /me with one token and with many users' tokens, and
+signup, on one local Granian server, reported as ratios with their targets.
+
+Not a test. Starts the real components the service tests use (PostgreSQL 18, PgBouncer in
+transaction mode, Valkey) and one server with the report's flags and the real Argon2id
+defaults, then runs wrk against it and prints:
+
+* ``/me (one token) ÷ /ping`` (target ≥ 0.9): every request reuses one real login's token, so
+  the verified-token memo and the session L1 hit every time;
+* ``/me (distinct tokens) ÷ /ping`` (target ≥ 0.5): ``--sessions`` sessions of as many users,
+  seeded through the service's own token and session code (``bench/host/sessions.py``, no
+  Argon2id), spread over wrk's threads and connections by ``bench/host/tokens.lua``. With more
+  sessions than the memo and the L1 hold (10,000 each by default) every request verifies the
+  token's signature and reads its session from Valkey: the Valkey commands per request are
+  printed beside it. The sessions are deleted afterwards;
+* ``signup ÷ (single-thread Argon2id rate x hash pool)`` (the rate measured here, before and
+  after the run) and the rows PostgreSQL holds after it.
+
+Ping and both /me runs alternate for ``--rounds`` rounds (medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from .common import (
+    HOST_FILES,
+    Run,
+    Server,
+    Stack,
+    app_env,
+    local_stack,
+    serving,
+    wrk,
+    wrk_arguments,
+)
+
+ME = "/api/v1/access/me"
+TARGETS = {"me": 0.9, "me-distinct": 0.5}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    wrk_arguments(parser, workers=2, rounds=1, duration=10, connections=100)
+    parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=20000,
+        help="distinct users' sessions for /me (≥ 10000; default 20000, twice the memo and L1)",
+    )
+    parser.add_argument("--signup-connections", type=int, default=20)
+    parser.add_argument("--signup-timeout", type=int, default=30, help="wrk timeout, s")
+    parser.add_argument(
+        "--hash-workers", type=int, default=0, help="per worker (default: the service's)"
+    )
+    parser.add_argument("--cheap-argon2", action="store_true", help="t=1 m=1 MiB (diagnostics)")
+    parser.add_argument("--no-signup", action="store_true", help="skip the signup scenario")
+
+
+def argon2_single_thread_rate(seconds: float = 3.0) -> float:
+    """Hashes per second of Argon2id (t=3, m=64 MiB, p=1) on one thread, here and now."""
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    hasher = Argon2Hasher(time_cost=3, memory_cost=65536, parallelism=1)
+    hasher.hash("warm-up")
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        hasher.hash("benchmark-password")
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def sessions_tool(env: dict[str, str], *args: str) -> str:
+    """bench/host/sessions.py with the service's environment (as the playbook runs it)."""
+    done = subprocess.run(  # noqa: S603 - our own script, argv only
+        [sys.executable, str(HOST_FILES / "sessions.py"), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"sessions.py {args[0]} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def valkey_commands(admin: redis.Redis) -> int:
+    """Commands Valkey served on the service's data connections (``irontrack``) so far."""
+    return sum(int(c["tot-cmds"]) for c in admin.client_list() if c["name"] == "irontrack")
+
+
+def line(name: str, runs: list[Run]) -> str:
+    rps = statistics.median(r.rps for r in runs)
+    last = runs[-1].result
+    each = " ".join(f"{r.rps:.0f}" for r in runs)
+    return (
+        f"{name:>14}: {rps:9.1f} req/s  p99 {last.latency.p99_ms:7.2f} ms  "
+        f"non-2xx {sum(r.result.errors.non_2xx_3xx for r in runs)}  "
+        f"socket errors {sum(r.result.errors.socket for r in runs)}  [{each}]"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.sessions < 10000:
+        print("--sessions: at least 10000 (issue 15)", file=sys.stderr)
+        return 2
+    from irontrack.settings import default_hash_workers
+
+    with local_stack() as stack, tempfile.TemporaryDirectory(prefix="irontrack-bench-") as tmp:
+        env = app_env(stack, real_hashing=True, IRONTRACK_ACCESS_LOG=args.access_log)
+        if args.cheap_argon2:  # diagnostics: what signup costs besides hashing
+            env.update(IRONTRACK_ARGON2_TIME_COST="1", IRONTRACK_ARGON2_MEMORY_COST="1024")
+        hash_workers = args.hash_workers or default_hash_workers()
+        env["IRONTRACK_HASH_WORKERS"] = str(hash_workers)
+        tokens_file, manifest = Path(tmp) / "tokens.txt", Path(tmp) / "sessions.keys"
+        admin = redis.Redis.from_url(stack.valkey.admin_url)
+        before = _session_keys(admin)
+        try:
+            with serving(stack, env, "bench", server=args.server, workers=args.workers) as srv:
+                return _measure(args, stack, env, srv, admin, tokens_file, manifest, hash_workers)
+        finally:
+            if manifest.exists():
+                print(sessions_tool(env, "cleanup", "--manifest", str(manifest)))
+                print(
+                    f"session keys in Valkey: {before} before the run, {_session_keys(admin)} "
+                    "after the cleanup (the one real login's 3 stay until they expire)"
+                )
+            admin.close()
+
+
+def _session_keys(admin: redis.Redis) -> int:
+    return sum(1 for _ in admin.scan_iter("it:[srf]:*", count=1000))
+
+
+def _measure(
+    args: argparse.Namespace,
+    stack: Stack,
+    env: dict[str, str],
+    server: Server,
+    admin: redis.Redis,
+    tokens_file: Path,
+    manifest: Path,
+    hash_workers: int,
+) -> int:
+    base = server.base_url
+    with httpx.Client(base_url=base, timeout=60) as http:
+        creds = {"email": "me@login.bench.irontrack.example.com", "password": "bench-Passw0rd-x"}
+        assert http.post("/api/v1/access/signup", json=creds).status_code == 201
+        token = http.post("/api/v1/access/login", json=creds).json()["access_token"]
+    started = time.perf_counter()
+    print(
+        sessions_tool(
+            env,
+            "seed",
+            *("--count", str(args.sessions)),
+            *("--tokens", str(tokens_file), "--manifest", str(manifest)),
+        ),
+        f"(wall {time.perf_counter() - started:.1f} s with the interpreter's start)",
+    )
+    with httpx.Client(base_url=base, timeout=10) as http:  # one seeded token works for real
+        first = tokens_file.read_text().split("\n", 1)[0]
+        answer = http.get(ME, headers={"Cookie": f'access_token="{first}"'})
+        assert answer.status_code == 200, answer.text
+    rate_before = argon2_single_thread_rate()
+    t, c, d = args.threads, args.connections, args.duration
+    scenarios: dict[str, tuple[str, tuple[str, ...]]] = {
+        "ping": ("/ping", ()),
+        "me": (ME, ("-H", f'Cookie: access_token="{token}"')),
+        "me-distinct": (ME, ("-s", str(HOST_FILES / "tokens.lua"), "--", str(tokens_file), str(t))),
+    }
+    runs: dict[str, list[Run]] = {name: [] for name in scenarios}
+    distinct_commands = distinct_requests = 0
+    for round_ in range(args.rounds):
+        names = list(scenarios) if round_ % 2 == 0 else list(reversed(scenarios))
+        for name in names:
+            path, extra = scenarios[name]
+            before = valkey_commands(admin)
+            result = wrk(base + path, t, c, d, *extra)
+            if name == "me-distinct":
+                distinct_commands += valkey_commands(admin) - before
+                distinct_requests += result.result.requests
+            runs[name].append(result)
+    signup = None
+    if not args.no_signup:
+        nonce = f"local{int(time.time())}"
+        signup = wrk(
+            base + "/api/v1/access/signup",
+            t,
+            args.signup_connections,
+            d,
+            *("-s", str(HOST_FILES / "signup.lua"), "--timeout", f"{args.signup_timeout}s"),
+            *("--", nonce, "bench.irontrack.example.com"),
+        )
+    server.stop()  # lets in-flight signups finish (graceful), then frees the CPUs
+    rate = (rate_before + argon2_single_thread_rate()) / 2
+    command = server.command()
+
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (1 min) at the "
+        f"end; {Path(command[0]).name} {' '.join(command[2:])}; wrk -t{t} -c{c} -d{d}s, "
+        f"{args.rounds} round(s) alternated (signup -c{args.signup_connections}); "
+        f"access log {args.access_log}"
+    )
+    for name, name_runs in runs.items():
+        print(line(name, name_runs))
+    uses = distinct_requests / args.sessions
+    print(
+        f"   me-distinct: {args.sessions} sessions of distinct users, each token used "
+        f"{uses:.1f} times on average; Valkey commands per request "
+        f"{distinct_commands / max(distinct_requests, 1):.2f} (1.00: every session read missed "
+        f"the L1)"
+    )
+    ping = statistics.median(r.rps for r in runs["ping"])
+    for name, target in TARGETS.items():
+        value = statistics.median(r.rps for r in runs[name]) / ping
+        verdict = "met" if value >= target else "NOT met"
+        print(f"ratio /{name} ÷ /ping: {value:.3f} (target ≥ {target}: {verdict})")
+    if signup is not None:
+        pool = hash_workers * args.workers
+        cores = len(os.sched_getaffinity(0))
+        rows = int(
+            stack.postgres.psql(
+                f"SELECT count(*) FROM users WHERE email LIKE 'u-{nonce}-%'",  # noqa: S608
+                database="irontrack",
+            )
+        )
+        print(line("signup", [signup]))
+        print(
+            f"argon2id single-thread: {rate:.2f} hashes/s (t=3 m=65536 p=1); pool "
+            f"{hash_workers}/worker x {args.workers} = {pool}; {rows} users written "
+            f"(wrk counted {signup.result.requests} completions in {d} s)"
+        )
+        print(f"ratio signup ÷ (argon2 rate x pool): {signup.rps / (rate * pool):.3f}")
+        print(
+            f"ratio signup ÷ (argon2 rate x min(pool, {cores} cores)): "
+            f"{signup.rps / (rate * min(pool, cores)):.3f}"
+        )
+    return 0

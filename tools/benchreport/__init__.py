@@ -1,1 +1,0 @@
-"""Turn the raw results of playbooks/bench.yml into a Markdown report, JSON figures and charts."""
