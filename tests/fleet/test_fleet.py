@@ -405,6 +405,19 @@ def test_the_app_connections_to_pgbouncer_are_tls():
         assert all(c["tls"].startswith("TLSv1.") for c in mine), (app, mine)
 
 
+def test_the_exporters_read_pgbouncer_and_valkey_over_tls():
+    # Loopback, TLS verified against the private CA (127.0.0.1 is in the certificates).
+    run("db", "grep -qF sslmode=verify-full /etc/pgbouncer-exporter/config.yml")
+    run("cache", "grep -qF -- '-tls-ca-cert-file=' /etc/default/prometheus-redis-exporter")
+    for name, port, line in (("db", 9127, "pgbouncer_up 1.0"), ("cache", 9121, "redis_up 1")):
+        for _ in range(10):
+            text = run(name, f"curl -fsS --max-time 10 http://127.0.0.1:{port}/metrics").stdout
+            if line in text.splitlines():
+                break
+            time.sleep(1)
+        assert line in text.splitlines(), (name, text[-2000:])
+
+
 def test_the_tls_keys_belong_to_the_services_and_are_private():
     for name, directory, user in (
         ("db", "/etc/pgbouncer/tls", "pgbouncer"),
