@@ -302,6 +302,140 @@ def test_the_firewall_opens_443_to_everyone_and_the_app_port_to_the_proxy_only()
         assert dropped(app) > before, app
 
 
+# Run with python3 on an app host: how the server at HOST:PORT answers a plaintext client, a
+# client verifying against the private CA, one trusting only the system CAs, and one that
+# expects another host name. Prints one JSON object.
+TLS_PROBE = r"""
+import json, socket, ssl, struct, sys
+host, port, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+CA = "/etc/irontrack/internal-ca.pem"
+def startup():
+    body = b"user\0irontrack\0database\0irontrack\0\0"
+    return struct.pack("!ii", 8 + len(body), 196608) + body
+def connect():
+    sock = socket.create_connection((host, port), timeout=5)
+    if kind == "pg":  # SSLRequest: PgBouncer answers S (go ahead) or N
+        sock.sendall(struct.pack("!ii", 8, 80877103))
+        assert sock.recv(1) == b"S"
+    return sock
+def plain():
+    sock = socket.create_connection((host, port), timeout=5)
+    sock.sendall(startup() if kind == "pg" else b"PING\r\n")
+    try:
+        return sock.recv(200).decode("ascii", "replace")
+    except OSError as error:
+        return type(error).__name__
+def tls(context, name):
+    try:
+        with context.wrap_socket(connect(), server_hostname=name) as sock:
+            sock.sendall(startup() if kind == "pg" else b"PING\r\n")
+            return {"ok": sock.version(), "answer": sock.recv(200).decode("ascii", "replace")}
+    except ssl.SSLError as error:
+        return {"error": type(error).__name__ + ": " + str(error.reason)}
+print(json.dumps({
+    "plain": plain(),
+    "ca": tls(ssl.create_default_context(cafile=CA), host),
+    "system_cas": tls(ssl.create_default_context(), host),
+    "other_name": tls(ssl.create_default_context(cafile=CA), "elsewhere.invalid"),
+}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("target", "port", "kind"), [("db", 6432, "pg"), ("cache", 6379, "valkey")]
+)
+def test_the_app_hosts_reach_pgbouncer_and_valkey_over_verified_tls_only(target, port, kind):
+    for app in APP_HOSTS:
+        out = run(app, shlex.join(["python3", "-c", TLS_PROBE, address(target), str(port), kind]))
+        probe = json.loads(out.stdout)
+        # Verified against the private CA, host name (the private address) included.
+        assert probe["ca"].get("ok") in ("TLSv1.2", "TLSv1.3"), (app, probe)
+        if kind == "pg":
+            # TLS, then SCRAM: PgBouncer asks for the password (R, AuthenticationSASL).
+            assert probe["ca"]["answer"].startswith("R"), (app, probe)
+            # A plaintext client is told TLS is required (ErrorResponse).
+            assert probe["plain"].startswith("E"), probe
+            assert "SSL required" in probe["plain"], probe
+        else:
+            # TLS, then the ACL: the default user is off, so the PING needs AUTH first.
+            assert probe["ca"]["answer"].startswith("-NOAUTH"), (app, probe)
+            # No plaintext port: the bytes are not a TLS handshake, Valkey answers nothing.
+            assert "NOAUTH" not in probe["plain"], probe
+            assert "PONG" not in probe["plain"], probe
+        # A client that does not trust the private CA, or expects another name, is refused.
+        assert "CERTIFICATE_VERIFY_FAILED" in probe["system_cas"].get("error", ""), probe
+        assert "CERTIFICATE_VERIFY_FAILED" in probe["other_name"].get("error", ""), probe
+    # The app's settings: verified TLS on both links (only grep's verdict leaves the host).
+    for app in APP_HOSTS:
+        for line in (
+            "IRONTRACK_DATABASE_CA_FILE=/etc/irontrack/internal-ca.pem",
+            "IRONTRACK_VALKEY_CA_FILE=/etc/irontrack/internal-ca.pem",
+            "IRONTRACK_VALKEY_URL=rediss://",
+        ):
+            run(app, f"grep -qF {shlex.quote(line)} /etc/irontrack/irontrack.env")
+
+
+def test_the_app_connections_to_pgbouncer_are_tls():
+    for app in APP_HOSTS:
+        login_on(app)  # each app host's pool now holds connections to PgBouncer
+    password = (SECRETS / "pgbouncer_admin_password").read_text().split()[0]
+    out = subprocess.run(
+        [
+            "docker",
+            "exec",
+            "-e",
+            f"PGPASSWORD={password}",
+            container("db"),
+            "psql",
+            "host=/run/pgbouncer port=6432 dbname=pgbouncer user=pgbouncer_admin",
+            "--no-psqlrc",
+            "--csv",
+            "--command=SHOW CLIENTS",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    header, *rows = [line.split(",") for line in out.splitlines()]
+    clients = [dict(zip(header, row, strict=False)) for row in rows]
+    for app in APP_HOSTS:
+        mine = [c for c in clients if c["addr"] == address(app) and c["database"] == "irontrack"]
+        assert mine, (app, clients)
+        assert all(c["tls"].startswith("TLSv1.") for c in mine), (app, mine)
+
+
+def test_the_exporters_read_pgbouncer_and_valkey_over_tls():
+    # Loopback, TLS verified against the private CA (127.0.0.1 is in the certificates).
+    run("db", "grep -qF sslmode=verify-full /etc/pgbouncer-exporter/config.yml")
+    run("cache", "grep -qF -- '-tls-ca-cert-file=' /etc/default/prometheus-redis-exporter")
+    for name, port, line in (("db", 9127, "pgbouncer_up 1.0"), ("cache", 9121, "redis_up 1")):
+        for _ in range(10):
+            text = run(name, f"curl -fsS --max-time 10 http://127.0.0.1:{port}/metrics").stdout
+            if line in text.splitlines():
+                break
+            time.sleep(1)
+        assert line in text.splitlines(), (name, text[-2000:])
+
+
+def test_the_tls_keys_belong_to_the_services_and_are_private():
+    for name, directory, user in (
+        ("db", "/etc/pgbouncer/tls", "pgbouncer"),
+        ("cache", "/etc/valkey/tls", "valkey"),
+    ):
+        stat = run(name, f"stat -c '%U %a' {directory}/server.key").stdout.split()
+        assert stat == [user, "600"], (name, stat)
+        sans = run(
+            name, f"openssl x509 -in {directory}/server.pem -noout -ext subjectAltName"
+        ).stdout
+        assert f"IP Address:{address(name)}" in sans, sans
+        run(name, f"openssl verify -CAfile {directory}/ca.pem {directory}/server.pem")
+    # The CA key never leaves the controller (a line of it is found nowhere under /etc).
+    ca_key = (SECRETS / "internal-ca" / "ca.key").read_text().strip().splitlines()[1]
+    for name in ("proxy", *APP_HOSTS, "db", "cache"):
+        assert run(name, f"grep -rqF {shlex.quote(ca_key)} /etc", check=False).returncode == 1, name
+
+
 def live_slot(app: str) -> str:
     link = run(app, "readlink /run/app/granian.sock").stdout.strip()
     return Path(link).stem.rsplit("-", 1)[-1]

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from .settings import Settings
+from .tls import database_ssl
 
 
 def statement_name() -> str:
@@ -60,6 +61,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             if settings.db_statement_timeout_ms
             else None,
             "server_settings": {"application_name": "irontrack"},
+            "ssl": database_ssl(settings),  # None: no TLS (loopback or a unix socket)
         },
     )
 

@@ -41,6 +41,7 @@ from uuid_utils import uuid4
 
 from .l1 import TrackedCache
 from .settings import Settings
+from .tls import valkey_ssl
 
 SESSION_PREFIX = "it:s:"
 REFRESH_PREFIX = "it:r:"
@@ -159,6 +160,7 @@ def valkey_client(settings: Settings, name: str, retries: int = 1, **extra: Any)
         retry=Retry(NoBackoff(), retries),
         retry_on_error=[ConnectionError, TimeoutError],
         client_name=name,
+        **valkey_ssl(settings),
         **extra,
     )
     return redis.Redis(connection_pool=pool)

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .tls import check_ca_file
+
 ENV_FILE_VARIABLE = "IRONTRACK_ENV_FILE"
 
 # Argon2id threads are CPU-bound and each holds 64 MiB while it hashes. Every server worker
@@ -48,9 +50,19 @@ class Settings(BaseSettings):
     database_password: SecretStr | None = Field(
         default=None, description="Overrides the password in database_url when set."
     )
+    database_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed PgBouncer's certificate: connect over TLS "
+        "and verify the certificate and the URL's host (verify-full). Unset: no TLS (loopback).",
+    )
     valkey_url: str = Field(description="redis://user:pass@host:port/db of Valkey.")
     valkey_password: SecretStr | None = Field(
         default=None, description="Overrides the password in valkey_url when set."
+    )
+    valkey_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed Valkey's certificate (needs a rediss:// "
+        "valkey_url): the certificate and the URL's host are verified.",
     )
     jwt_keyset_path: Path | None = Field(
         default=None,
@@ -177,8 +189,15 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
+    @field_validator("database_ca_file", "valkey_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else check_ca_file(value)
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
+        if self.valkey_ca_file is not None and not self.valkey_url.startswith("rediss://"):
+            raise ValueError("valkey_ca_file is set: valkey_url must be a rediss:// URL (TLS)")
         pair = (self.jwt_private_key_path, self.jwt_public_key_path)
         if self.jwt_keyset_path is not None and any(path is not None for path in pair):
             raise ValueError(

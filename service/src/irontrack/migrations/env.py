@@ -8,6 +8,7 @@ from alembic import context
 from irontrack.db import database_url, statement_name
 from irontrack.models import Base
 from irontrack.settings import load_settings
+from irontrack.tls import database_ssl
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -28,10 +29,15 @@ def _run(connection: Connection) -> None:
 
 
 async def _online() -> None:
+    settings = load_settings()
     engine = create_async_engine(
-        database_url(load_settings()),
+        database_url(settings),
         poolclass=NullPool,
-        connect_args={"statement_cache_size": 0, "prepared_statement_name_func": statement_name},
+        connect_args={
+            "statement_cache_size": 0,
+            "prepared_statement_name_func": statement_name,
+            "ssl": database_ssl(settings),
+        },
     )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
