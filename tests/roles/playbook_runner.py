@@ -27,12 +27,12 @@ def ansible_playbook() -> str:
 
 
 def run_playbook(
-    *args: str, home: Path, path: str = "/usr/bin:/bin", **env: str
+    *args: str, home: Path, path: str = "/usr/bin:/bin", timeout: float | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """`ansible-playbook ARGS` from the repository's root in a clean environment: this
     Python's bin folder, then `path`, on PATH; the repository's ansible.cfg; no colours;
     HOME=`home` (a throwaway folder, so no ~/.ansible of the user); `env` added. Output
-    captured as text, the exit code left to the caller."""
+    captured as text, the exit code left to the caller; `timeout` (seconds) as subprocess.run's."""
     return subprocess.run(
         [ansible_playbook(), *args],
         cwd=REPO,
@@ -46,4 +46,5 @@ def run_playbook(
             "HOME": str(home),
             **env,
         },
+        timeout=timeout,
     )

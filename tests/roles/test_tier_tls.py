@@ -14,40 +14,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
+from playbook_runner import run_playbook
 
-REPO = Path(__file__).resolve().parents[2]
 RENDER = Path(__file__).with_name("render_tier_tls.yml")
 
 
 def _playbook(
     tmp_path: Path, inventory: dict, playbook: Path, extra: dict
 ) -> subprocess.CompletedProcess:
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    binary = str(beside) if beside.exists() else shutil.which("ansible-playbook")
-    if not binary:
-        pytest.fail("ansible-playbook not found next to this Python (run make deps)")
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    return subprocess.run(
-        [binary, "-i", str(tmp_path / "hosts.yml"), str(playbook), "-e", json.dumps(extra)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "HOME": str(tmp_path),
-        },
-        timeout=300,
-    )
+    return run_playbook(
+        "-i", str(tmp_path / "hosts.yml"), str(playbook), "-e", json.dumps(extra),
+        home=tmp_path, path="/usr/sbin:/usr/bin:/sbin:/bin", timeout=300,
+    )  # fmt: skip
 
 
 def render(tmp_path: Path, groups: dict[str, list[str]]) -> dict[str, str]:
