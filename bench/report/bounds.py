@@ -125,6 +125,24 @@ def _integrity_note(figures: dict[str, Any]) -> str:
     return "; ".join(parts) or "no signup run"
 
 
+# Targets whose note compares two Granian scenarios: name prefix → (scenario, setup) measured,
+# (scenario, setup) it is compared with, and the name of the ratio in the figures.
+_COMPARED = {
+    "/me (one token)": (("me", "direct"), ("ping", "direct"), "/me ÷ /ping, Granian (direct)"),
+    "/me (distinct tokens)": (
+        ("me-distinct", "direct"),
+        ("ping", "direct"),
+        "/me (distinct tokens) ÷ /ping, Granian (direct)",
+    ),
+    "proxy ÷ direct": (("ping", "proxy"), ("ping", "direct"), "proxy ÷ direct, /ping (Granian)"),
+    "signup(large": (
+        ("signup-large", "direct"),
+        ("signup", "direct"),
+        "signup(large table) ÷ signup(empty), Granian (direct)",
+    ),
+}
+
+
 def notes(figures: dict[str, Any]) -> dict[str, str]:
     """A note for every target that was missed (or not measured)."""
     scenarios = figures["scenarios"]
@@ -134,35 +152,16 @@ def notes(figures: dict[str, Any]) -> dict[str, str]:
         if target["met"]:
             continue
         name = target["name"]
-        if name.startswith("/me (one token)"):
-            found[name] = _compare(
-                find(scenarios, "granian", "direct", "me"),
-                find(scenarios, "granian", "direct", "ping"),
-                ratios.get("/me ÷ /ping, Granian (direct)"),
-            )
-        elif name.startswith("/me (distinct tokens)"):
-            distinct = find(scenarios, "granian", "direct", "me-distinct")
-            found[name] = (
-                "not measured in this run (bench_me_sessions=0?)"
-                if distinct is None
-                else _compare(
-                    distinct,
-                    find(scenarios, "granian", "direct", "ping"),
-                    ratios.get("/me (distinct tokens) ÷ /ping, Granian (direct)"),
+        compared = next((v for k, v in _COMPARED.items() if name.startswith(k)), None)
+        if compared is not None:
+            (scenario, setup), (base, base_setup), ratio = compared
+            measured = find(scenarios, "granian", setup, scenario)
+            if measured is None and scenario == "me-distinct":
+                found[name] = "not measured in this run (bench_me_sessions=0?)"
+            else:
+                found[name] = _compare(
+                    measured, find(scenarios, "granian", base_setup, base), ratios.get(ratio)
                 )
-            )
-        elif name.startswith("proxy ÷ direct"):
-            found[name] = _compare(
-                find(scenarios, "granian", "proxy", "ping"),
-                find(scenarios, "granian", "direct", "ping"),
-                ratios.get("proxy ÷ direct, /ping (Granian)"),
-            )
-        elif name.startswith("signup(large"):
-            found[name] = _compare(
-                find(scenarios, "granian", "direct", "signup-large"),
-                find(scenarios, "granian", "direct", "signup"),
-                ratios.get("signup(large table) ÷ signup(empty), Granian (direct)"),
-            )
         elif name.startswith("signup"):
             found[name] = _signup_note(figures)
         elif name.startswith("rows"):
