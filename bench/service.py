@@ -44,6 +44,7 @@ from .common import (
     wrk,
     wrk_arguments,
 )
+from .cpu import CpuMeter, CpuTally
 
 ME = "/api/v1/access/me"
 TARGETS = {"me": 0.9, "me-distinct": 0.5}
@@ -78,6 +79,27 @@ def argon2_single_thread_rate(seconds: float = 3.0) -> float:
         hasher.hash("benchmark-password")
         count += 1
     return count / (time.perf_counter() - start)
+
+
+def token_verify_cost(keyset_path: Path, count: int = 2000) -> tuple[float, float]:
+    """CPU µs per ``TokenService.verify`` (this thread's CPU time, so other load does not
+    inflate it): a token seen for the first time (the Ed25519 signature is checked) and one
+    the verified-token memo holds."""
+    from irontrack.keyset import load_keyset
+    from irontrack.tokens import TokenService
+
+    tokens = TokenService(load_keyset(keyset_path), ttl=900)
+    issued = [
+        tokens.issue(f"user-{n}", f"u{n}@verify.bench.example.com").token for n in range(count)
+    ]
+    costs = []
+    for _ in range(2):  # first pass: signature checked; second: memo hits
+        start = time.thread_time()
+        for token in issued:
+            if tokens.verify(token) is None:
+                raise RuntimeError("a freshly issued token did not verify")
+        costs.append((time.thread_time() - start) / count * 1e6)
+    return costs[0], costs[1]
 
 
 def sessions_tool(env: dict[str, str], *args: str) -> str:
@@ -139,6 +161,17 @@ def run(args: argparse.Namespace) -> int:
             admin.close()
 
 
+def stack_pids(stack: Stack, server: Server) -> dict[str, int]:
+    """The process trees whose CPU each scenario is charged for."""
+    procs = {
+        "server": server.proc,
+        "valkey": stack.valkey.proc,
+        "pgbouncer": stack.pgbouncer.proc,
+        "postgres": stack.postgres.proc,
+    }
+    return {name: proc.pid for name, proc in procs.items() if proc is not None}
+
+
 def _session_keys(admin: redis.Redis) -> int:
     return sum(1 for _ in admin.scan_iter("it:[srf]:*", count=1000))
 
@@ -180,13 +213,17 @@ def _measure(
         "me-distinct": (ME, ("-s", str(HOST_FILES / "tokens.lua"), "--", str(tokens_file), str(t))),
     }
     runs: dict[str, list[Run]] = {name: [] for name in scenarios}
+    cpu = {name: CpuTally() for name in scenarios}
+    meter = CpuMeter(stack_pids(stack, server))
     distinct_commands = distinct_requests = 0
     for round_ in range(args.rounds):
         names = list(scenarios) if round_ % 2 == 0 else list(reversed(scenarios))
         for name in names:
             path, extra = scenarios[name]
             before = valkey_commands(admin)
+            meter.start()
             result = wrk(base + path, t, c, d, *extra)
+            meter.stop(cpu[name], result.result.requests)
             if name == "me-distinct":
                 distinct_commands += valkey_commands(admin) - before
                 distinct_requests += result.result.requests
@@ -214,6 +251,12 @@ def _measure(
     )
     for name, name_runs in runs.items():
         print(line(name, name_runs))
+        print(f"{'':>16}{cpu[name].describe()}")
+    fresh, memo = token_verify_cost(stack.keyset_path)
+    print(
+        f"   token verify (TokenService.verify, CPU time in this process): {fresh:.0f} µs with "
+        f"the Ed25519 signature checked, {memo:.1f} µs from the memo"
+    )
     uses = distinct_requests / args.sessions
     print(
         f"   me-distinct: {args.sessions} sessions of distinct users, each token used "
