@@ -71,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cheap-argon2", action="store_true", help="t=1 m=1 MiB (diagnostics)")
     parser.add_argument("--no-signup", action="store_true", help="skip the signup scenario")
+    parser.add_argument(
+        "--profile-signup",
+        type=Path,
+        metavar="DIR",
+        help="record the server's workers with py-spy during the signup run: DIR/signup.svg "
+        "(flame graph) and DIR/signup.txt (collapsed stacks, summarised on stdout)",
+    )
 
 
 def argon2_single_thread_rate(seconds: float = 3.0) -> float:
@@ -110,6 +117,51 @@ def argon2_concurrent_rate(threads: int, seconds: float = 4.0) -> float:
     with ThreadPoolExecutor(max_workers=threads) as pool:
         hashes = sum(pool.map(lambda _: hash_until_deadline(), range(threads)))
     return hashes / (time.perf_counter() - start)
+
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
+def start_profiler(server: Server, out: Path, seconds: int) -> list[subprocess.Popen[bytes]]:
+    """py-spy on the server and its workers for ``seconds``: a flame graph and the raw
+    (collapsed) stacks, one sampler each (py-spy writes one format per run)."""
+    if server.proc is None:
+        raise RuntimeError("the server is not running")
+    out.mkdir(parents=True, exist_ok=True)
+    base = [str(PY_SPY), "record", "--pid", str(server.proc.pid), "--subprocesses"]
+    # Python frames only, without pausing the server (--nonblocking): time spent below Python
+    # (the Argon2 C code, Granian's Rust runtime) is charged to the Python frame that called it.
+    base += ["--duration", str(seconds), "--rate", "200", "--nonblocking"]
+    return [
+        subprocess.Popen(  # noqa: S603 - our own argv
+            [*base, "--format", fmt, "--output", str(out / f"signup.{ext}")],
+            stdout=subprocess.DEVNULL,
+            stderr=(out / f"py-spy-{ext}.log").open("wb"),
+        )
+        for fmt, ext in (("flamegraph", "svg"), ("raw", "txt"))
+    ]
+
+
+def finish_profiler(samplers: list[subprocess.Popen[bytes]], out: Path, top: int = 12) -> str:
+    """Waits for the samplers; the share of on-CPU samples per innermost Python frame
+    (collapsed stacks: ``process …;frame;frame;… count``)."""
+    for sampler in samplers:
+        if sampler.wait(timeout=120) != 0:
+            raise RuntimeError(f"py-spy failed ({sampler.returncode}): see {out}/py-spy-*.log")
+    leaves: dict[str, int] = {}
+    total = 0
+    for row in (out / "signup.txt").read_text().splitlines():
+        stack, _, count = row.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        leaf = frames[-1] if frames else "(no Python frame: native code of the process)"
+        leaves[leaf] = leaves.get(leaf, 0) + int(count)
+        total += int(count)
+    lines = [f"   py-spy, signup run: {total} on-CPU samples of the server's processes ({out})"]
+    for leaf, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{count / max(total, 1):8.1%}  {leaf}")
+    return "\n".join(lines)
 
 
 def argon2_cpu_ms(count: int = 5) -> float:
@@ -277,6 +329,7 @@ def _measure(
     if not args.no_signup:
         nonce = f"local{int(time.time())}"
         meter.start()
+        profiler = start_profiler(server, args.profile_signup, d) if args.profile_signup else None
         signup = wrk(
             base + "/api/v1/access/signup",
             t,
@@ -286,6 +339,8 @@ def _measure(
             *("--", nonce, "bench.irontrack.example.com"),
         )
         meter.stop(signup_cpu, signup.result.requests)
+        if profiler is not None:
+            print(finish_profiler(profiler, args.profile_signup))
     server.stop()  # lets in-flight signups finish (graceful), then frees the CPUs
     rate = (rate_before + argon2_single_thread_rate()) / 2
     pool = hash_workers * args.workers

@@ -81,3 +81,20 @@ def test_token_verify_cost_tells_a_checked_signature_from_a_memo_hit(tmp_path: P
     subprocess.run([str(tool), "init", str(keyset)], check=True, capture_output=True)
     fresh, memo = token_verify_cost(keyset, count=200)
     assert fresh > 10 * memo > 0
+
+
+def test_profile_summary_charges_samples_to_the_innermost_python_frame(tmp_path: Path) -> None:
+    from bench.service import finish_profiler
+
+    proc = 'process 10:"granian app";process 11:"granian app"'
+    (tmp_path / "signup.txt").write_text(
+        f"{proc};_worker (thread.py:83);hash_secret (argon2/low_level.py:102) 90\n"
+        f"{proc};serve (granian/mp.py:249) 6\n"
+        f"{proc} 4\n"
+        "garbage line without a count\n"
+    )
+    summary = finish_profiler([], tmp_path).splitlines()
+    assert "100 on-CPU samples" in summary[0]
+    assert summary[1].split() == ["90.0%", "hash_secret", "(argon2/low_level.py:102)"]
+    assert "serve (granian/mp.py:249)" in summary[2]
+    assert "no Python frame" in summary[3]
