@@ -134,7 +134,12 @@ _COMPARED = {
         ("ping", "direct"),
         "/me (distinct tokens) ÷ /ping, Granian (direct)",
     ),
-    "proxy ÷ direct": (("ping", "proxy"), ("ping", "direct"), "proxy ÷ direct, /ping (Granian)"),
+    "proxy ÷ direct for /ping": (
+        ("ping", "proxy"),
+        ("ping", "direct"),
+        "proxy ÷ direct, /ping (Granian)",
+    ),
+    "proxy ÷ direct for /me": (("me", "proxy"), ("me", "direct"), "proxy ÷ direct, /me (Granian)"),
     "signup(large": (
         ("signup-large", "direct"),
         ("signup", "direct"),

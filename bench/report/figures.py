@@ -179,7 +179,9 @@ def find(scenarios: list[dict[str, Any]], server: str, route: str, ident: str) -
 
 
 def signup_limit(run: dict[str, Any]) -> dict[str, Any] | None:
-    """Argon2id rate x min(app workers x hash workers, cores): signups/s the host can hash."""
+    """Signups/s the host can hash: the Argon2id rate of the hash pools' threads hashing at once
+    (measured by argon2_rate.py with the app's workers; issue 15's definition), or, in runs
+    that did not measure it, the single-thread rate x min(app workers x hash workers, cores)."""
     argon2 = run.get("argon2")
     if not argon2:
         return None
@@ -188,7 +190,8 @@ def signup_limit(run: dict[str, Any]) -> dict[str, Any] | None:
     hash_workers = int(argon2.get("hash_workers") or 1)
     threads = min(workers * hash_workers, cores)
     rate = float(argon2["rate_per_s"])
-    return {
+    concurrent = argon2.get("concurrent_rate_per_s")
+    limit = {
         "rate_per_s": rate,
         "ms_per_hash": argon2.get("ms_per_hash"),
         "wall_ms_per_hash": argon2.get("wall_ms_per_hash"),
@@ -197,8 +200,14 @@ def signup_limit(run: dict[str, Any]) -> dict[str, Any] | None:
         "cores": cores,
         "hash_threads": threads,
         "limit_per_s": round(rate * threads, 3),
+        "definition": "single-thread rate x min(pool threads, cores)",
         "params": {k: argon2.get(k) for k in ("time_cost", "memory_cost", "parallelism")},
     }
+    if concurrent:
+        limit["concurrent_threads"] = argon2.get("concurrent_threads")
+        limit["limit_per_s"] = round(float(concurrent), 3)
+        limit["definition"] = f"{argon2.get('concurrent_threads')} pool threads hashing at once"
+    return limit
 
 
 def _rps(scenario: dict | None) -> float | None:
@@ -264,7 +273,7 @@ def ratios(scenarios: list[dict[str, Any]], limit: dict | None) -> list[dict[str
             f"signup ÷ limit, {series_label(server, route)}",
             _created_per_s(find(scenarios, server, route, "signup")),
             limit_per_s,
-            "201/s ÷ (Argon2id rate x hash threads)",
+            "201/s ÷ the signup limit (Argon2id rate of the pools' threads)",
         )
     add(
         "signup(large table) ÷ signup(empty), Granian (direct)",
@@ -297,13 +306,14 @@ def targets(scenarios: list[dict[str, Any]], found: list[dict[str, Any]]) -> lis
         "/me (distinct tokens) ÷ /ping, Granian (direct)",
         0.5,
     )
-    at_least("proxy ÷ direct for /ping ≥ 0.5", "proxy ÷ direct, /ping (Granian)", 0.5)
+    at_least("proxy ÷ direct for /ping ≥ 0.65", "proxy ÷ direct, /ping (Granian)", 0.65)
+    at_least("proxy ÷ direct for /me ≥ 0.65", "proxy ÷ direct, /me (Granian)", 0.65)
     signup = find(scenarios, "granian", "direct", "signup")
     timeouts = None if signup is None else signup["wrk"]["errors"]["timeout"]
     at_least(
-        "signup ≥ 0.85 of its limit, 0 timeouts",
+        "signup ≥ 0.95 of its limit, 0 timeouts",
         "signup ÷ limit, Granian (direct)",
-        0.85,
+        0.95,
         extra_ok=timeouts == 0,
         extra=f"; timeouts: {timeouts}",
     )

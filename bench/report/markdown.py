@@ -135,9 +135,13 @@ def _header(figures: dict[str, Any]) -> list[str]:
                 if limit.get("wall_ms_per_hash")
                 else ""
             )
-            + f"; {limit['hash_workers']} hash threads per "
-            f"worker → {limit['hash_threads']} hash threads (capped by {limit['cores']} cores) "
-            f"→ signup limit {limit['limit_per_s']:.2f}/s"
+            + f"; {limit['hash_workers']} hash threads per worker → "
+            + (
+                f"{limit['concurrent_threads']} hash threads hashing at once (measured) "
+                if limit.get("concurrent_threads")
+                else f"{limit['hash_threads']} hash threads (capped by {limit['cores']} cores) "
+            )
+            + f"→ signup limit {limit['limit_per_s']:.2f}/s"
         )
     seed = run.get("seed")
     if seed:

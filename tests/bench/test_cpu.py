@@ -98,3 +98,18 @@ def test_profile_summary_charges_samples_to_the_innermost_python_frame(tmp_path:
     assert summary[1].split() == ["90.0%", "hash_secret", "(argon2/low_level.py:102)"]
     assert "serve (granian/mp.py:249)" in summary[2]
     assert "no Python frame" in summary[3]
+
+
+def test_host_argon2_concurrent_rate_runs_every_thread_until_the_deadline() -> None:
+    import importlib.util
+
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "host" / "argon2_rate.py"
+    spec = importlib.util.spec_from_file_location("argon2_rate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cheap = Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1)
+    hashes, wall = module.concurrent_rate(cheap, threads=3, seconds=0.3)
+    assert hashes >= 3  # every thread hashes at least once
+    assert 0.3 <= wall < 5

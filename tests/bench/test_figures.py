@@ -47,6 +47,30 @@ def test_signup_limit_is_rate_times_hash_threads_capped_by_cores(bench_run: Path
     assert signup_limit(run)["hash_threads"] == run["argon2"]["cpus"]
 
 
+def test_signup_limit_is_the_measured_concurrent_rate_when_there_is_one(bench_run: Path) -> None:
+    run_json = bench_run / "run.json"
+    run = json.loads(run_json.read_text())
+    run["argon2"].update(concurrent_threads=4, concurrent_rate_per_s=5.5)
+    limit = signup_limit(run)
+    assert limit["limit_per_s"] == 5.5
+    assert limit["concurrent_threads"] == 4
+    assert "hashing at once" in limit["definition"]
+    run_json.write_text(json.dumps(run))
+    figures = collect(bench_run)
+    ratio = next(r for r in figures["ratios"] if r["name"] == "signup ÷ limit, Granian (direct)")
+    assert ratio["denominator"] == 5.5
+    target = next(t for t in figures["targets"] if t["name"].startswith("signup ≥"))
+    assert target["minimum"] == 0.95
+
+
+def test_proxy_targets_cover_ping_and_me(bench_run: Path) -> None:
+    targets = {t["name"]: t for t in collect(bench_run)["targets"]}
+    for route in ("/ping", "/me"):
+        target = targets[f"proxy ÷ direct for {route} ≥ 0.65"]
+        assert target["minimum"] == 0.65
+        assert target["detail"] == f"proxy ÷ direct, {route} (Granian)"
+
+
 def test_rows_match_201s_in_the_captured_run(bench_run: Path) -> None:
     figures = collect(bench_run)
     signups = [s for s in figures["scenarios"] if s["kind"] == "signup"]
