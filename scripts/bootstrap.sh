@@ -3,7 +3,8 @@
 # Debian packages (Docker engine, debootstrap, the real PgBouncer/Valkey the service tests
 # start — PgBouncer's libraries also serve the PGDG mirror's newer PgBouncer the tests run —,
 # wrk, mkcert, nftables (the firewall role tests check rendered rulesets with `nft -c`),
-# apt-utils/gpg/curl for scripts/pgdg-mirror.sh, QEMU and e2fsprogs for the
+# apt-utils/gpg/curl for scripts/pgdg-mirror.sh, gpg-agent for the local backup key pair
+# (role backup generates it on the controller), QEMU and e2fsprogs for the
 # kernel scenario's VM), a running dockerd, and the
 # Python virtualenv with the tooling and the service. Safe to re-run; it only does what is
 # missing.
@@ -33,7 +34,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
 
-packages=(docker.io debootstrap pgbouncer wrk mkcert python3-venv git make apt-utils gpg curl
+packages=(docker.io debootstrap pgbouncer wrk mkcert python3-venv git make apt-utils gpg gpg-agent curl
     qemu-system-x86 qemu-utils e2fsprogs openssh-client nftables)
 missing=()
 for p in "${packages[@]}"; do

@@ -21,6 +21,10 @@ METRIC = f"{expected('backup', 'backup_metric_dir')}/{expected('backup', 'backup
 SLOT = expected("backup", "backup_slot_name")
 SPOOL = f"{expected('backup', 'backup_archive_spool')}/{SERVER}"
 GROUP = expected("backup", "backup_archive_group")
+ENCRYPTED = expected("backup", "backup_encryption") == "gpg"
+GNUPGHOME = "/var/lib/barman/.gnupg"
+# WAL is streamed through the slot only without encryption (encrypted: archive_command alone).
+STREAMING = not ENCRYPTED
 
 
 def psql(host, sql: str) -> str:
@@ -39,6 +43,7 @@ def test_archive_timeout_bounds_the_recovery_point(host):
     assert psql(host, "SHOW wal_level") == "replica"
 
 
+@pytest.mark.skipif(not STREAMING, reason="encrypted backups: WAL through archive_command only")
 def test_replication_slot_is_streamed(host):
     row = psql(host, f"SELECT active, slot_type FROM pg_replication_slots WHERE slot_name='{SLOT}'")
     assert row == "t|physical", f"slot {SLOT}: {row!r}"
@@ -46,10 +51,17 @@ def test_replication_slot_is_streamed(host):
     assert psql(host, senders) == "1"
 
 
+@pytest.mark.skipif(STREAMING, reason="unencrypted backups stream WAL through the slot")
+def test_no_stream_and_no_slot_pinning_wal_when_encrypted(host):
+    assert psql(host, f"SELECT count(*) FROM pg_replication_slots WHERE slot_name='{SLOT}'") == "0"
+    assert not host.file("/etc/systemd/system/irontrack-barman-receive-wal.service").exists
+    assert "streaming_archiver = off" in host.file(f"/etc/barman.d/{SERVER}.conf").content_string
+
+
 @pytest.mark.parametrize(
     "unit",
     [
-        "irontrack-barman-receive-wal.service",
+        *(["irontrack-barman-receive-wal.service"] if STREAMING else []),
         "irontrack-barman-cron.timer",
         "irontrack-backup.timer",
     ],
@@ -79,6 +91,8 @@ def test_backup_age_metric(host):
     age = time.time() - float(values["irontrack_backup_last_success_timestamp_seconds"])
     assert -300 < age < 26 * 3600, text
     assert int(values["irontrack_backup_last_size_bytes"]) > 0, text
+    assert int(values["irontrack_backup_last_cluster_size_bytes"]) > 0, text
+    assert values["irontrack_backup_last_encrypted"] == ("1" if ENCRYPTED else "0"), text
     assert host.file(METRIC).mode == 0o644
 
 
@@ -123,3 +137,65 @@ def test_postgres_writes_only_into_the_incoming_directory(host):
     for barmans in ["/var/lib/barman", f"/var/lib/barman/{SERVER}/wals", "/etc/barman.d"]:
         assert as_postgres(f"ls {barmans}") != 0, f"postgres can read {barmans}"
     assert as_postgres(f"touch /var/lib/barman/{SERVER}/x") != 0
+
+
+def gpg_barman(host, *args: str):
+    return host.run(
+        f"runuser -u barman -- env GNUPGHOME={GNUPGHOME} gpg --batch --with-colons "
+        + " ".join(args)
+    )
+
+
+def encryption_subkeys(host) -> set[str]:
+    """Key ids of the encryption subkeys of the (only) key in Barman's keyring."""
+    out = gpg_barman(host, "--list-keys")
+    assert out.rc == 0, out.stderr
+    fields = [line.split(":") for line in out.stdout.splitlines()]
+    assert len([f for f in fields if f[0] == "pub"]) == 1, out.stdout
+    return {f[4] for f in fields if f[0] == "sub" and "e" in f[11]}
+
+
+def public_key_encrypted_for(host, path: str) -> set[str]:
+    """Key ids of the public-key encrypted session key packets of a file (gpg --list-packets)."""
+    out = host.run(f"gpg --batch --list-packets --homedir /nonexistent {path} 2>&1")
+    return set(
+        re.findall(r":pubkey enc packet: version \d+, algo \d+, keyid ([0-9A-F]{16})", out.stdout)
+    )
+
+
+@pytest.mark.skipif(not ENCRYPTED, reason="backup_encryption: none")
+def test_barman_holds_the_public_key_only(host):
+    assert host.file(GNUPGHOME).mode == 0o700
+    assert host.file(GNUPGHOME).user == "barman"
+    assert encryption_subkeys(host)
+    secret = gpg_barman(host, "--list-secret-keys")
+    assert secret.stdout.strip() == "", f"a private key in Barman's keyring: {secret.stdout}"
+    assert host.run("ls -d /run/irontrack-restore-gnupg.* 2>/dev/null").stdout.strip() == ""
+    conf = host.file(f"/etc/barman.d/{SERVER}.conf").content_string
+    assert "encryption = gpg" in conf
+    assert "backup_compression_format = tar" in conf
+
+
+@pytest.mark.skipif(not ENCRYPTED, reason="backup_encryption: none")
+def test_backups_and_wal_are_encrypted_on_disk(host):
+    subkeys = encryption_subkeys(host)
+    out = barman(host, "-f", "json", "list-backups", SERVER)
+    done = [b for b in json.loads(out.stdout)[SERVER] if b["status"] == "DONE"]
+    newest = max(done, key=lambda b: float(b["end_time_timestamp"]))
+    data = f"/var/lib/barman/{SERVER}/base/{newest['backup_id']}/data"
+    files = host.run(f"find {data} -type f -printf '%f\\n'").stdout.split()
+    assert files, data
+    # only pg_basebackup's manifest (file names, sizes, checksums: no data) stays plain
+    assert [f for f in files if not f.endswith(".gpg")] == ["backup_manifest"], files
+    assert "base.tar.gz.gpg" in files, files
+    assert public_key_encrypted_for(host, f"{data}/base.tar.gz.gpg") & subkeys
+    assert "PGP RSA encrypted session key" in host.run(f"file -b {data}/base.tar.gz.gpg").stdout
+
+    wal = host.run(
+        f"find /var/lib/barman/{SERVER}/wals -type f -name '0000*' ! -name '*.backup' "
+        "-printf '%T@ %p\\n' | sort -n | tail -1 | cut -d' ' -f2"
+    ).stdout.strip()
+    assert wal, "no WAL segment in wals/"
+    assert public_key_encrypted_for(host, wal) & subkeys, wal
+    # no plain WAL lying around in Barman's catalogue
+    assert host.run(f"ls -A /var/lib/barman/{SERVER}/streaming 2>/dev/null").stdout.strip() == ""

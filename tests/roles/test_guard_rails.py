@@ -24,6 +24,7 @@ PRODUCTION = {
     "irontrack_db_password": "x" * 32,
     "irontrack_valkey_password": "y" * 32,
     "irontrack_pgbouncer_admin_password": "z" * 32,
+    "irontrack_backup_gpg_public_key": "-----BEGIN PGP PUBLIC KEY BLOCK-----\n(vault)\n",
 }
 
 
@@ -86,6 +87,30 @@ def test_site_refuses_before_touching_the_host(tmp_path, overrides, message):
     out = refused(inventory(tmp_path, **overrides), "site.yml")
     assert message in out
     assert "Guard rails" in out
+
+
+def test_site_refuses_encrypted_backups_without_a_key(tmp_path):
+    """backup_encryption: gpg (the default) needs the public key from vault in production."""
+    out = refused(inventory(tmp_path, irontrack_backup_gpg_public_key=""), "site.yml")
+    assert "no backup public key was given" in out
+    # a key directory on the controller (the local inventory's way) is no way out for production
+    out = refused(
+        inventory(
+            tmp_path / "dir", irontrack_backup_gpg_public_key="",
+            backup_encryption_controller_dir=str(tmp_path / "keys"),
+        ),
+        "site.yml",
+    )  # fmt: skip
+    assert "no backup public key was given" in out
+    assert not (tmp_path / "keys").exists()
+
+
+def test_site_passes_the_guard_with_unencrypted_backups(tmp_path):
+    out = passed(
+        inventory(tmp_path, irontrack_backup_gpg_public_key="", backup_encryption="none"),
+        "site.yml",
+    )
+    assert "Refuse encrypted backups without a key" in out
 
 
 def test_site_refuses_a_ca_as_the_provided_certificate(tmp_path):
