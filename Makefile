@@ -87,7 +87,7 @@ bench-metrics: deps ## /ping and /me with the service's metrics on vs off, alter
 bench-health: deps ## /health vs /ping on one Granian worker, alternated in one run (ratio), and the probes that reached PostgreSQL and Valkey
 	$(BENCH_LOCAL) health $(BENCH_ARGS)
 
-test: deps lint audit test-service test-roles molecule molecule-fleet ## every test: the single host, then the fleet (the VM scenario, too slow under TCG for CI: make molecule-kernel)
+test: deps lint audit test-service test-roles molecule molecule-fleet ## every test: the single host, then the fleet (the VM scenario, 16-24 min under TCG here: make molecule-kernel)
 
 lock: deps ## re-resolve the locks after a pyproject.toml change (keeps existing pins; PyPI only)
 	python scripts/lock.py compile
@@ -121,8 +121,8 @@ molecule: image packages ## create → converge → idempotence → verify (test
 molecule-fleet: image packages ## the fleet (proxy, app1, app2, db, cache on one network): converge, idempotence, failover, rolling deploy
 	molecule test -s fleet 2>&1 | tee .molecule-fleet.log || { python scripts/failure-summary.py .molecule-fleet.log; exit 1; }
 
-molecule-kernel: vm-image ## the same on a real kernel (QEMU VM): every sysctl and the open-files limit live, retune, reboot
-	molecule test -s kernel
+molecule-kernel: vm-image ## the same on a real kernel (QEMU VM, TCG here: 16-24 min): every sysctl and the open-files limit live, retune, reboot
+	molecule test -s kernel 2>&1 | tee .molecule-kernel.log || { python scripts/failure-summary.py .molecule-kernel.log; exit 1; }
 
 test-host: deps ## the testinfra suite against the running local host
 	pytest tests/host --hosts=docker://$(IRONTRACK_INSTANCE)
