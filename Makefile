@@ -27,7 +27,7 @@ LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml) bench/playbook.yml
 
 .PHONY: help deps image vm-image packages mirror up up-vm down converge smoke tune bench \
-        bench-service bench-metrics bench-health test lint test-service test-roles test-host test-redeploy molecule \
+        bench-service bench-metrics bench-health bench-reconverge test lint test-service test-roles test-host test-redeploy molecule \
         molecule-kernel molecule-fleet run bench-statement-cache clean lock lock-upgrade audit
 
 help: ## list the targets
@@ -77,9 +77,13 @@ tune: deps ## re-tune the local host (kernel + planner settings only)
 BENCH_ARGS ?=
 BENCH_LOCAL := IRONTRACK_TEST_PGBOUNCER=$$(scripts/mirror-pgbouncer.sh) python -m bench
 
-bench: deps ## the report's benchmark scenarios on the local host (results/<date>_<host>/), then the metrics overhead
+bench: deps ## the report's benchmark scenarios on the local host (results/<date>_<host>/), then the metrics overhead and the re-converge time
 	IRONTRACK_BENCH_COMMAND="make bench $(BENCH_ARGS)" python -m bench host -i $(LOCAL_INVENTORY) $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-metrics BENCH_ARGS=
+	$(MAKE) --no-print-directory bench-reconverge BENCH_ARGS=
+
+bench-reconverge: deps ## re-run playbooks/site.yml on the local host: wall time, changed count, slowest tasks (target ≤ 60 s, 0 changed)
+	python -m bench reconverge -i $(LOCAL_INVENTORY) $(BENCH_ARGS)
 
 bench-metrics: deps ## /ping and /me with the service's metrics on vs off, alternated in one run (ratio on ÷ off)
 	$(BENCH_LOCAL) metrics $(BENCH_ARGS)

@@ -9,6 +9,8 @@ health           /health vs /ping, and the probes that reached PostgreSQL and Va
 metrics          /ping and /me with the metrics on vs off                 (make bench-metrics)
 statement-cache  /health and signup with the statement cache on vs off
                                                                   (make bench-statement-cache)
+reconverge       re-run playbooks/site.yml on a provisioned host: wall time, changed, slowest
+                 tasks (target ≤ 60 s, 0 changed)                (make bench-reconverge)
 report           rewrite a results directory's report from its raw/ files
 """
 
@@ -27,6 +29,7 @@ LOCAL = {
     "health": "bench.health",
     "metrics": "bench.metrics",
     "statement-cache": "bench.statement_cache",
+    "reconverge": "bench.reconverge",
 }
 
 

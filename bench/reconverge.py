@@ -1,0 +1,182 @@
+"""``python -m bench reconverge``: re-run the production playbook on a provisioned host, timed.
+
+Target: ≤ 60 s wall with 0 changed. Runs ``ansible-playbook -i INVENTORY playbooks/site.yml``
+as an operator re-runs it, with the ``ansible.posix.json`` stdout callback, prints the wall
+time, the PLAY RECAP counts, the slowest tasks and the time per role with the target's
+verdict, and stores them in ``results/reconverge/<UTC time>.json``. The host must be
+converged already (``make up``): on a converged host the run changes nothing, which is half
+of what it checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_SECONDS = 60.0
+# The ansible-playbook of this interpreter's environment (the worktree's .venv), else PATH's.
+_BESIDE = Path(sys.executable).with_name("ansible-playbook")
+ANSIBLE_PLAYBOOK = str(_BESIDE) if _BESIDE.is_file() else "ansible-playbook"
+
+
+@dataclass
+class Reconverge:
+    """What one re-converge did: counts per host and the time each task took."""
+
+    seconds: float
+    stats: dict[str, dict[str, int]]
+    tasks: list[tuple[str, float]] = field(default_factory=list)
+    changed_tasks: list[str] = field(default_factory=list)
+    # CPU seconds ansible-playbook and its workers used on the controller: unlike the wall
+    # time, barely moved by other load on the machine.
+    controller_cpu: float | None = None
+
+    def total(self, key: str) -> int:
+        return sum(int(host.get(key, 0)) for host in self.stats.values())
+
+    @property
+    def changed(self) -> int:
+        return self.total("changed")
+
+    @property
+    def met(self) -> bool:
+        clean = self.total("failures") == 0 and self.total("unreachable") == 0
+        return clean and self.changed == 0 and self.seconds <= MAX_SECONDS
+
+    def top(self, count: int) -> list[tuple[str, float]]:
+        return sorted(self.tasks, key=lambda task: -task[1])[:count]
+
+    def roles(self) -> list[tuple[str, float]]:
+        """Seconds per role (tasks outside a role under their play's own name: ``-``)."""
+        spent: dict[str, float] = defaultdict(float)
+        for name, seconds in self.tasks:
+            role, sep, _ = name.partition(" : ")
+            spent[role if sep else "-"] += seconds
+        return sorted(spent.items(), key=lambda item: -item[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": round(self.seconds, 1),
+            "controller_cpu_s": None
+            if self.controller_cpu is None
+            else round(self.controller_cpu, 1),
+            "changed": self.changed,
+            "target": {"max_seconds": MAX_SECONDS, "changed": 0, "met": self.met},
+            "stats": self.stats,
+            "changed_tasks": self.changed_tasks,
+            "tasks": [[name, round(seconds, 3)] for name, seconds in self.tasks],
+        }
+
+
+def _seconds(duration: dict[str, str]) -> float:
+    if not duration.get("start") or not duration.get("end"):
+        return 0.0
+    start = datetime.fromisoformat(duration["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(duration["end"].replace("Z", "+00:00"))
+    return (end - start).total_seconds()
+
+
+def parse(document: dict[str, Any], seconds: float) -> Reconverge:
+    """The ``ansible.posix.json`` callback's document → counts and task times."""
+    tasks = [
+        (task["task"]["name"], _seconds(task["task"].get("duration") or {}))
+        for play in document.get("plays", [])
+        for task in play.get("tasks", [])
+    ]
+    changed = [
+        f"{task['task']['name']} ({host})"
+        for play in document.get("plays", [])
+        for task in play.get("tasks", [])
+        for host, result in (task.get("hosts") or {}).items()
+        if result.get("changed")
+    ]
+    return Reconverge(
+        seconds=seconds, stats=document.get("stats", {}), tasks=tasks, changed_tasks=changed
+    )
+
+
+def report(result: Reconverge, command: str, top: int) -> str:
+    verdict = "met" if result.met else "MISSED"
+    recap = ", ".join(
+        f"{key} {result.total(key)}" for key in ("ok", "changed", "failures", "unreachable")
+    )
+    lines = [
+        f"re-converge: {result.seconds:.1f} s wall, {recap} ({command})",
+        *(
+            [f"controller CPU: {result.controller_cpu:.1f} s (ansible-playbook and its workers)"]
+            if result.controller_cpu is not None
+            else []
+        ),
+        f"target re-converge ≤ {MAX_SECONDS:.0f} s with 0 changed: {verdict}",
+        *(f"  changed: {name}" for name in result.changed_tasks),
+        f"slowest {top} of {len(result.tasks)} tasks:",
+        *(f"  {seconds:7.2f} s  {name}" for name, seconds in result.top(top)),
+        "per role: " + ", ".join(f"{role} {seconds:.1f} s" for role, seconds in result.roles()),
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--inventory", default="inventories/local")
+    parser.add_argument("--playbook", default="playbooks/site.yml")
+    parser.add_argument("--top", type=int, default=25, help="slowest tasks to print")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where the figures go (JSON; default results/reconverge/<UTC time>.json)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when the target is missed, too"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    command = ["ansible-playbook", "-i", args.inventory, args.playbook]
+    env = {
+        **os.environ,
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_CONFIG": os.environ.get("ANSIBLE_CONFIG", str(REPO / "ansible.cfg")),
+    }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S603
+        [ANSIBLE_PLAYBOOK, *command[1:]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    sys.stderr.write(done.stderr)
+    try:
+        document = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        print(done.stdout[-4000:], file=sys.stderr)
+        print(f"re-converge: ansible-playbook exited {done.returncode}", file=sys.stderr)
+        return 1
+    result = parse(document, seconds)
+    result.controller_cpu = cpu
+    print(report(result, " ".join(command), args.top))
+    output = args.output or REPO / "results" / "reconverge" / time.strftime(
+        "%Y-%m-%dT%H%M%SZ.json", time.gmtime()
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    print(f"figures: {output}")
+    if done.returncode != 0:
+        return done.returncode
+    return 1 if args.strict and not result.met else 0
