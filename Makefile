@@ -91,7 +91,7 @@ bench-metrics: deps ## /ping and /me with the service's metrics on vs off, alter
 bench-health: deps ## /health vs /ping on one Granian worker, alternated in one run (ratio), and the probes that reached PostgreSQL and Valkey
 	$(BENCH_LOCAL) health $(BENCH_ARGS)
 
-test: deps lint audit test-service test-roles molecule molecule-fleet ## every test: the single host, then the fleet (the VM scenario, 16-24 min under TCG here: make molecule-kernel)
+test: deps lint audit test-service test-roles molecule molecule-fleet molecule-kernel ## every test: the single host, the fleet, then the real-kernel VM (TCG here)
 
 lock: deps ## re-resolve the locks after a pyproject.toml change (keeps existing pins; PyPI only)
 	python scripts/lock.py compile
