@@ -125,7 +125,7 @@ molecule: image packages ## create → converge → idempotence → verify (test
 molecule-fleet: image packages ## the fleet (proxy, app1, app2, db, cache on one network): converge, idempotence, failover, rolling deploy
 	molecule test -s fleet 2>&1 | tee .molecule-fleet.log || { python scripts/failure-summary.py .molecule-fleet.log; exit 1; }
 
-molecule-kernel: vm-image ## the same on a real kernel (QEMU VM, TCG here: 16-24 min): every sysctl and the open-files limit live, retune, reboot
+molecule-kernel: vm-image ## the same on a real kernel (QEMU VM, TCG here: 7 min idle, 16-24 min under load): every sysctl and the open-files limit live, retune, reboot
 	molecule test -s kernel 2>&1 | tee .molecule-kernel.log || { python scripts/failure-summary.py .molecule-kernel.log; exit 1; }
 
 test-host: deps ## the testinfra suite against the running local host
