@@ -37,7 +37,7 @@ def _tree_seconds(pid: int) -> float:
     return total
 
 
-def _children_seconds() -> float:
+def children_cpu_seconds() -> float:
     """CPU seconds of this process's waited-for children (wrk, run by subprocess.run)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -76,7 +76,7 @@ class CpuMeter:
 
     def _sample(self) -> dict[str, float]:
         sample = {name: _tree_seconds(pid) for name, pid in self._roots.items()}
-        sample[WRK] = _children_seconds()
+        sample[WRK] = children_cpu_seconds()
         sample[OTHERS] = _machine_busy_seconds()
         return sample
 

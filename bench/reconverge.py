@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from .cpu import children_cpu_seconds
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_SECONDS = 60.0
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "ANSIBLE_CONFIG": os.environ.get("ANSIBLE_CONFIG", str(REPO / "ansible.cfg")),
     }
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu_seconds()
     started = time.monotonic()
     done = subprocess.run(  # noqa: S603
         [ANSIBLE_PLAYBOOK, *command[1:]],
@@ -159,8 +160,7 @@ def run(args: argparse.Namespace) -> int:
         check=False,
     )
     seconds = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = children_cpu_seconds() - before
     sys.stderr.write(done.stderr)
     try:
         document = json.loads(done.stdout)

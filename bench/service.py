@@ -26,13 +26,16 @@ Ping and both /me runs alternate for ``--rounds`` rounds (medians).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -80,43 +83,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def argon2_single_thread_rate(seconds: float = 3.0) -> float:
-    """Hashes per second of Argon2id (t=3, m=64 MiB, p=1) on one thread, here and now."""
+def _argon2_hasher() -> Any:
+    """The service's default Argon2id (t=3, m=64 MiB, p=1), warmed up."""
     from pwdlib.hashers.argon2 import Argon2Hasher
 
     hasher = Argon2Hasher(time_cost=3, memory_cost=65536, parallelism=1)
     hasher.hash("warm-up")
-    count, start = 0, time.perf_counter()
+    return hasher
+
+
+@dataclass(frozen=True)
+class Argon2Rate:
+    per_s: float  # hashes per second of wall time on one thread, here and now
+    cpu_ms: float  # CPU ms of one hash (this thread's CPU time: other load does not inflate it)
+
+
+def argon2_single_thread_rate(seconds: float = 3.0) -> Argon2Rate:
+    """Argon2id on one thread, here and now: the wall-clock rate and the CPU of one hash."""
+    hasher = _argon2_hasher()
+    count, start, cpu_start = 0, time.perf_counter(), time.thread_time()
     while time.perf_counter() - start < seconds:
         hasher.hash("benchmark-password")
         count += 1
-    return count / (time.perf_counter() - start)
+    cpu = time.thread_time() - cpu_start
+    return Argon2Rate(count / (time.perf_counter() - start), cpu / count * 1000)
 
 
 def argon2_concurrent_rate(threads: int, seconds: float = 4.0) -> float:
-    """Hashes per second of ``threads`` threads hashing with Argon2id (t=3, m=64 MiB, p=1) at
-    once, here and now: the signup limit of a server whose hash pools add up to ``threads``
-    (argon2-cffi releases the GIL, as in the service's pool; memory bandwidth and the cores are
-    shared the same way)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from pwdlib.hashers.argon2 import Argon2Hasher
-
-    hasher = Argon2Hasher(time_cost=3, memory_cost=65536, parallelism=1)
-    hasher.hash("warm-up")
-    deadline = time.perf_counter() + seconds
-
-    def hash_until_deadline() -> int:
-        done = 0
-        while time.perf_counter() < deadline:
-            hasher.hash("benchmark-password")
-            done += 1
-        return done
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        hashes = sum(pool.map(lambda _: hash_until_deadline(), range(threads)))
-    return hashes / (time.perf_counter() - start)
+    """Hashes per second of ``threads`` threads hashing with Argon2id at once, here and now:
+    the signup limit of a server whose hash pools add up to ``threads``, measured by the host
+    benchmark's own ``concurrent_rate`` (``host/argon2_rate.py``)."""
+    spec = importlib.util.spec_from_file_location("argon2_rate", HOST_FILES / "argon2_rate.py")
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {HOST_FILES / 'argon2_rate.py'}")
+    host = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(host)
+    hashes, wall = host.concurrent_rate(_argon2_hasher(), threads, seconds)
+    return hashes / wall
 
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -162,18 +165,6 @@ def finish_profiler(samplers: list[subprocess.Popen[bytes]], out: Path, top: int
     for leaf, count in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"{count / max(total, 1):8.1%}  {leaf}")
     return "\n".join(lines)
-
-
-def argon2_cpu_ms(count: int = 5) -> float:
-    """CPU ms of one Argon2id hash (t=3, m=64 MiB, p=1), this thread's CPU time."""
-    from pwdlib.hashers.argon2 import Argon2Hasher
-
-    hasher = Argon2Hasher(time_cost=3, memory_cost=65536, parallelism=1)
-    hasher.hash("warm-up")
-    start = time.thread_time()
-    for _ in range(count):
-        hasher.hash("benchmark-password")
-    return (time.thread_time() - start) / count * 1000
 
 
 def token_verify_cost(keyset_path: Path, count: int = 2000) -> tuple[float, float]:
@@ -342,7 +333,8 @@ def _measure(
         if profiler is not None:
             print(finish_profiler(profiler, args.profile_signup))
     server.stop()  # lets in-flight signups finish (graceful), then frees the CPUs
-    rate = (rate_before + argon2_single_thread_rate()) / 2
+    rate_after = argon2_single_thread_rate()
+    rate = (rate_before.per_s + rate_after.per_s) / 2
     pool = hash_workers * args.workers
     concurrent = (concurrent_before + argon2_concurrent_rate(pool)) / 2
     command = server.command()
@@ -387,7 +379,7 @@ def _measure(
             f"{hash_workers}/worker x {args.workers} = {pool}; {rows} users written "
             f"(wrk counted {signup.result.requests} completions in {d} s)"
         )
-        hash_ms = argon2_cpu_ms()
+        hash_ms = (rate_before.cpu_ms + rate_after.cpu_ms) / 2
         server_ms = signup_cpu.per_request_us()["server"] / 1000
         print(f"{'':>16}{signup_cpu.describe()}")
         print(
