@@ -129,7 +129,7 @@ def test_server_command_line(host, live_slot):
         for flag in (
             "--interface asgi",
             "--runtime-threads 2",
-            "--runtime-mode mt",
+            "--runtime-mode st",
             "--loop uvloop",
             "--backlog 2048",
         ):
