@@ -27,7 +27,7 @@ LOCAL_INVENTORY := inventories/local
 PLAYBOOKS := $(wildcard playbooks/*.yml) bench/playbook.yml
 
 .PHONY: help deps image vm-image packages mirror up up-vm down converge smoke tune bench \
-        bench-service bench-metrics bench-health bench-reconverge test lint test-service test-roles test-host test-redeploy molecule \
+        bench-service bench-metrics bench-health bench-reconverge bench-variants test lint test-service test-roles test-host test-redeploy molecule \
         molecule-kernel molecule-fleet run bench-statement-cache clean lock lock-upgrade audit
 
 help: ## list the targets
@@ -84,6 +84,9 @@ bench: deps ## the report's benchmark scenarios on the local host (results/<date
 
 bench-reconverge: deps ## re-run playbooks/site.yml on the local host: wall time, changed count, slowest tasks (target ≤ 60 s, 0 changed)
 	python -m bench reconverge -i $(LOCAL_INVENTORY) $(BENCH_ARGS)
+
+bench-variants: deps ## proxy ÷ direct for /ping and /me under each proxy and Granian setting, alternated (the local host)
+	python -m bench variants $(BENCH_ARGS)
 
 bench-metrics: deps ## /ping and /me with the service's metrics on vs off, alternated in one run (ratio on ÷ off)
 	$(BENCH_LOCAL) metrics $(BENCH_ARGS)

@@ -11,6 +11,8 @@ statement-cache  /health and signup with the statement cache on vs off
                                                                   (make bench-statement-cache)
 reconverge       re-run playbooks/site.yml on a provisioned host: wall time, changed, slowest
                  tasks (target ≤ 60 s, 0 changed)                (make bench-reconverge)
+variants         proxy ÷ direct for /ping and /me under each proxy and Granian setting, on
+                 the provisioned local host                         (make bench-variants)
 report           rewrite a results directory's report from its raw/ files
 """
 
@@ -30,6 +32,7 @@ LOCAL = {
     "metrics": "bench.metrics",
     "statement-cache": "bench.statement_cache",
     "reconverge": "bench.reconverge",
+    "variants": "bench.variants",
 }
 
 
