@@ -275,12 +275,13 @@ def ratios(scenarios: list[dict[str, Any]], limit: dict | None) -> list[dict[str
             limit_per_s,
             "201/s ÷ the signup limit (Argon2id rate of the pools' threads)",
         )
-    add(
-        "signup(large table) ÷ signup(empty), Granian (direct)",
-        _created_per_s(find(scenarios, "granian", "direct", "signup-large")),
-        _created_per_s(find(scenarios, "granian", "direct", "signup")),
-        "201/s",
-    )
+    for server, route in SERIES:
+        add(
+            f"signup(large table) ÷ signup(empty), {series_label(server, route)}",
+            _created_per_s(find(scenarios, server, route, "signup-large")),
+            _created_per_s(find(scenarios, server, route, "signup")),
+            "201/s",
+        )
     return found
 
 

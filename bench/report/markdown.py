@@ -120,7 +120,8 @@ def _header(figures: dict[str, Any]) -> list[str]:
         f"**wrk** {run.get('wrk_version', '?')}: {settings.get('threads', '?')} threads, "
         f"{settings.get('connections', '?')} connections (signup "
         f"{settings.get('signup_connections', '?')}), {settings.get('duration', '?')} per "
-        f"scenario, timeout {settings.get('timeout', '?')}; the report used 8 threads, 100 "
+        f"scenario (signup {settings.get('signup_duration', settings.get('duration', '?'))}), "
+        f"timeout {settings.get('timeout', '?')}; the report used 8 threads, 100 "
         f"connections (signup 20), 30s. wrk runs on the host itself (loopback), as in the report. "
         f"Rate limits off during the run.  ",
         f"**Application:** {run.get('app_workers', '?')} workers per server",
