@@ -482,7 +482,7 @@ class Server:
             "--runtime-threads",
             "2",
             "--runtime-mode",
-            "mt",
+            "st",  # the app role's default (app_granian_runtime_mode), not the report's mt
             "--loop",
             "uvloop",
             "--backlog",
