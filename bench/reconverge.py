@@ -39,6 +39,10 @@ class Reconverge:
     stats: dict[str, dict[str, int]]
     tasks: list[tuple[str, float]] = field(default_factory=list)
     changed_tasks: list[str] = field(default_factory=list)
+    # Task results that ran (not skipped) per host, each item of a loop counted: close to the
+    # number of module runs (asserts, set_fact and debug count too), what each re-converge
+    # pays for one by one.
+    runs: int = 0
     # CPU seconds ansible-playbook and its workers used on the controller: unlike the wall
     # time, barely moved by other load on the machine.
     controller_cpu: float | None = None
@@ -76,6 +80,7 @@ class Reconverge:
             "target": {"max_seconds": MAX_SECONDS, "changed": 0, "met": self.met},
             "stats": self.stats,
             "changed_tasks": self.changed_tasks,
+            "runs": self.runs,
             "tasks": [[name, round(seconds, 3)] for name, seconds in self.tasks],
         }
 
@@ -102,9 +107,27 @@ def parse(document: dict[str, Any], seconds: float) -> Reconverge:
         for host, result in (task.get("hosts") or {}).items()
         if result.get("changed")
     ]
-    return Reconverge(
-        seconds=seconds, stats=document.get("stats", {}), tasks=tasks, changed_tasks=changed
+    runs = sum(
+        _runs(result)
+        for play in document.get("plays", [])
+        for task in play.get("tasks", [])
+        for result in (task.get("hosts") or {}).values()
     )
+    return Reconverge(
+        seconds=seconds,
+        stats=document.get("stats", {}),
+        tasks=tasks,
+        changed_tasks=changed,
+        runs=runs,
+    )
+
+
+def _runs(result: dict[str, Any]) -> int:
+    """1 for a task result that ran, its items that ran for a loop, 0 when skipped."""
+    items = result.get("results")
+    if isinstance(items, list):
+        return sum(1 for item in items if isinstance(item, dict) and not item.get("skipped"))
+    return 0 if result.get("skipped") else 1
 
 
 def report(result: Reconverge, command: str, top: int) -> str:
@@ -121,6 +144,8 @@ def report(result: Reconverge, command: str, top: int) -> str:
         ),
         f"target re-converge ≤ {MAX_SECONDS:.0f} s with 0 changed: {verdict}",
         *(f"  changed: {name}" for name in result.changed_tasks),
+        f"tasks: {len(result.tasks)} in the play, {result.runs} task runs (per host, not"
+        " skipped, each loop item counted)",
         f"slowest {top} of {len(result.tasks)} tasks:",
         *(f"  {seconds:7.2f} s  {name}" for name, seconds in result.top(top)),
         "per role: " + ", ".join(f"{role} {seconds:.1f} s" for role, seconds in result.roles()),
@@ -133,6 +158,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--playbook", default="playbooks/site.yml")
     parser.add_argument("--top", type=int, default=25, help="slowest tasks to print")
     parser.add_argument(
+        "-e",
+        "--extra-vars",
+        action="append",
+        default=[],
+        help="passed to ansible-playbook (repeatable), e.g. to time a variant of the play",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="where the figures go (JSON; default results/reconverge/<UTC time>.json)",
@@ -140,10 +172,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when the target is missed, too"
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="a dry run (--check --diff): on a converged host it must report 0 changed, too",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     command = ["ansible-playbook", "-i", args.inventory, args.playbook]
+    for extra in args.extra_vars:
+        command += ["-e", extra]
+    if args.check:
+        command += ["--check", "--diff"]
     env = {
         **os.environ,
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",

@@ -62,6 +62,9 @@ def test_counts_changes_and_times_each_task(tmp_path: Path) -> None:
     assert times["Take a moment, then report a change"] >= 3.0
     assert figures["seconds"] >= 3.0
     assert figures["controller_cpu_s"] > 0
+    # Two tasks ran on the one host.
+    assert figures["runs"] == 2
+    assert "tasks: 2 in the play, 2 task runs" in done.stdout
     assert "target re-converge ≤ 60 s with 0 changed: MISSED" in done.stdout
     # The slowest task comes first (3 s of sleep beyond the same per-task overhead).
     slowest = done.stdout.split("tasks:\n", 1)[1].splitlines()[0]
@@ -85,3 +88,29 @@ def test_a_failed_run_is_an_error(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert figures["target"]["met"] is False
     assert figures["stats"]["localhost"]["failures"] == 1
+
+
+def test_check_is_a_dry_run_with_the_extra_vars_passed_on(tmp_path: Path) -> None:
+    # A file the play would write (its path comes from -e): --check reports the change
+    # and writes nothing.
+    target = tmp_path / "written"
+    playbook = """\
+- name: A play that would write a file
+  hosts: all
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Write the file
+      ansible.builtin.copy:
+        content: "x\\n"
+        dest: "{{ target }}"
+        mode: "0644"
+"""
+    done, figures = _run(tmp_path, playbook, "--check", "-e", f"target={target}")
+    assert done.returncode == 0, done.stderr
+    assert f"-e target={target} --check --diff" in done.stdout
+    assert figures["changed"] == 1
+    assert figures["runs"] == 1
+    assert not target.exists()
