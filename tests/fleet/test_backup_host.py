@@ -11,9 +11,10 @@ encrypted at rest (backup_encryption: gpg, the default).
 3. The key postgres archives with runs `barman put-wal` and nothing else.
 4. A failing archive_command is loud: PostgreSQL counts it, `barman check` names it, and
    archiving resumes by itself once the cause is gone.
-5. The restore drill from the backup host: users A, a full backup, users B, then
-   playbooks/restore.yml (`barman restore --remote-ssh-command`, Barman's key authorized on the
-   database host for the restore only): A and B log in, /health is 200, a new timeline.
+5. The restore drill from the backup host: users A, a full backup, users B, time T, users C,
+   then playbooks/restore.yml to T (`barman restore --remote-ssh-command`, Barman's key
+   authorized on the database host for the restore only): A and B log in, C does not, /health
+   is 200, a new timeline.
 
 Helpers (users through the app's socket, psql as postgres, barman as barman, the archive
 listing) are the restore drill's (tests/backup/test_restore_drill.py), run on the fleet's
@@ -225,15 +226,20 @@ def timeline(db) -> int:
 
 
 def test_restore_from_the_backup_host(db, backup, app, run_id):
-    """Users A, a full backup, users B, then playbooks/restore.yml (newest state) from the
-    backup host over SSH: A and B log in, /health is 200, PostgreSQL runs on a new timeline, and
-    Barman's key is no longer authorized on the database host."""
+    """Users A, a full backup, users B, time T, users C, then playbooks/restore.yml to T from
+    the backup host over SSH: A and B log in, C does not, /health is 200, PostgreSQL runs on a
+    new timeline, and Barman's key is no longer authorized on the database host."""
     a, b = users(run_id, "ra"), users(run_id, "rb")
     assert set(api(app, "signup", a).values()) == {201}
     started = time.monotonic()
     assert backup.run("systemctl start irontrack-backup.service").rc == 0
     backup_s = time.monotonic() - started
     assert set(api(app, "signup", b).values()) == {201}
+    time.sleep(0.5)
+    target = psql(db, "SELECT clock_timestamp()")
+    time.sleep(0.5)
+    c = users(run_id, "rc")
+    assert set(api(app, "signup", c).values()) == {201}
     before = timeline(db)
 
     started = time.monotonic()
@@ -245,6 +251,8 @@ def test_restore_from_the_backup_host(db, backup, app, run_id):
             str(REPO / "playbooks" / "restore.yml"),
             "-e",
             "restore_confirm=yes",
+            "-e",
+            json.dumps({"restore_target_time": target}),
         ],
         cwd=REPO,
         capture_output=True,
@@ -263,6 +271,7 @@ def test_restore_from_the_backup_host(db, backup, app, run_id):
 
     assert timeline(db) > before
     assert set(api(app, "login", a + b).values()) == {200}
+    assert set(api(app, "login", c).values()) == {401}
     assert api(app, "health", ["-"]) == {"-": 200}
     # Barman's key was authorized for the restore only; the encrypted backups' private key
     # was on the backup host for `barman restore` only.
