@@ -125,7 +125,7 @@ test-roles: deps ## host-less tests: PostgreSQL drop-in on a real PostgreSQL 18,
 molecule: image packages ## create → converge → idempotence → verify (testinfra + smoke) → destroy
 	molecule test 2>&1 | tee .molecule-test.log || { python scripts/failure-summary.py .molecule-test.log; exit 1; }
 
-molecule-fleet: image packages ## the fleet (proxy, app1, app2, db, cache on one network): converge, idempotence, failover, rolling deploy
+molecule-fleet: image packages ## the fleet (proxy, app1, app2, db, cache, backup on one network): converge, idempotence, failover, rolling deploy, WAL over SSH to the backup host
 	molecule test -s fleet 2>&1 | tee .molecule-fleet.log || { python scripts/failure-summary.py .molecule-fleet.log; exit 1; }
 
 molecule-kernel: vm-image ## the same on a real kernel (QEMU VM, TCG here: 7 min idle, 16-24 min under load): every sysctl and the open-files limit live, retune, reboot

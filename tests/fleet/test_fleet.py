@@ -1,8 +1,8 @@
-"""The fleet of molecule/fleet: proxy, app1, app2, db and cache on one docker network.
+"""The fleet of molecule/fleet: proxy, app1, app2, db, cache and backup on one docker network.
 
 Runs on the controller (Molecule's verify), against the containers named
-$IRONTRACK_FLEET-{proxy,app1,app2,db,cache} (also their inventory names), the proxy's published
-HTTPS port $IRONTRACK_FLEET_HTTPS_PORT (TLS verified against the local mkcert CA), and the
+$IRONTRACK_FLEET-{proxy,app1,app2,db,cache,backup} (also their inventory names), the proxy's
+published HTTPS port $IRONTRACK_FLEET_HTTPS_PORT (TLS verified against the local mkcert CA), and the
 scenario's inventory $IRONTRACK_FLEET_INVENTORY (for the rolling deploy):
     IRONTRACK_FLEET=irontrack-fleet IRONTRACK_FLEET_HTTPS_PORT=9443 \
     IRONTRACK_FLEET_INVENTORY=~/.cache/molecule/<project>/fleet/inventory pytest tests/fleet
@@ -432,7 +432,7 @@ def test_the_tls_keys_belong_to_the_services_and_are_private():
         run(name, f"openssl verify -CAfile {directory}/ca.pem {directory}/server.pem")
     # The CA key never leaves the controller (a line of it is found nowhere under /etc).
     ca_key = (SECRETS / "internal-ca" / "ca.key").read_text().strip().splitlines()[1]
-    for name in ("proxy", *APP_HOSTS, "db", "cache"):
+    for name in ("proxy", *APP_HOSTS, "db", "cache", "backup"):
         assert run(name, f"grep -rqF {shlex.quote(ca_key)} /etc", check=False).returncode == 1, name
 
 
@@ -489,7 +489,7 @@ def test_rolling_deploy_loses_no_request(token, tmp_path):
 
 @pytest.fixture(autouse=True, scope="module")
 def fleet_is_up() -> None:
-    for name in ("proxy", *APP_HOSTS, "db", "cache"):
+    for name in ("proxy", *APP_HOSTS, "db", "cache", "backup"):
         state = subprocess.run(
             ["docker", "inspect", "-f", "{{.State.Running}}", container(name)],
             capture_output=True,

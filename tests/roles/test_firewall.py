@@ -162,10 +162,21 @@ def test_fleet_opens_each_port_to_its_group_only(tmp_path):
         "proxy1": {"tcp": {**base, 80: {ANY}, 443: {ANY}, 9113: MON}, **syslog},
         "app1": {"tcp": {**base, 8001: {"10.0.0.10"}, 9464: MON}, **syslog},
         "app2": {"tcp": {**base, 8001: {"10.0.0.10"}, 9464: MON}, **syslog},
-        "db1": {"tcp": {**base, 6432: APPS, 5432: {"fd00::21"}, 9187: MON, 9127: MON}, **syslog},
+        "db1": {
+            "tcp": {
+                **base,
+                22: ADMIN | {"fd00::21"},
+                6432: APPS,
+                5432: {"fd00::21"},
+                9187: MON,
+                9127: MON,
+            },
+            **syslog,
+        },  # the backup host restores over SSH (barman restore --remote-ssh-command)
         "cache1": {"tcp": {**base, 6379: APPS, 9121: MON}, **syslog},
         "mon1": {"tcp": {22: ADMIN}, **syslog},
-        "backup1": {"tcp": base, **syslog},
+        # db1's archive_command reaches Barman over SSH (barman put-wal)
+        "backup1": {"tcp": {**base, 22: ADMIN | {"10.0.0.13"}}, **syslog},
     }
     for host, ports in expected.items():
         assert allowed((out / f"{host}.nft").read_text()) == ports, host
