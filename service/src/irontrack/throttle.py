@@ -6,7 +6,8 @@ every app host shares them and they survive a restart of the service. After
 at ``login_backoff_max``); a login on a locked key is refused with 429 and ``Retry-After``
 *before* any Argon2id work. A successful login clears the account's counter (never the
 address's: one's own account must not reset a scan of others). A counter is forgotten
-``login_failure_window`` seconds after its last failure.
+``login_failure_window`` seconds after its last failure. A key's hash holds ``n`` (failures),
+``until`` (the lock's end, Valkey's clock, ms) and ``lock`` (its length, ms).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ for _, key in ipairs(KEYS) do
   local n = redis.call('HINCRBY', key, 'n', 1)
   if n > free then
     local lock = math.min(cap, base * 2 ^ math.min(n - free - 1, 40))
-    redis.call('HSET', key, 'until', now + lock)
+    redis.call('HSET', key, 'until', now + lock, 'lock', lock)
     if lock > wait then wait = lock end
   end
   redis.call('EXPIRE', key, tonumber(ARGV[4]))
