@@ -15,6 +15,8 @@ encrypted at rest (backup_encryption: gpg, the default).
    then playbooks/restore.yml to T (`barman restore --remote-ssh-command`, Barman's key
    authorized on the database host for the restore only): A and B log in, C does not, /health
    is 200, a new timeline.
+6. The disaster case, restore.yml without a target time: every archived write is back, and
+   Barman files no segment twice (no duplicate of an encrypted segment in errors/).
 
 Helpers (users through the app's socket, psql as postgres, barman as barman, the archive
 listing) are the restore drill's (tests/backup/test_restore_drill.py), run on the fleet's
@@ -278,5 +280,54 @@ def test_restore_from_the_backup_host(db, backup, app, run_id):
     keys = db.run("cat /var/lib/postgresql/.ssh/authorized_keys 2>/dev/null").stdout
     assert "irontrack-restore-" not in keys, keys
     assert backup.run("ls -d /run/irontrack-restore-gnupg.* 2>/dev/null").stdout.strip() == ""
+    out = barman(backup, "check", SERVER)
+    assert out.rc == 0, out.stdout
+
+
+def test_restore_the_newest_state_from_the_backup_host(db, backup, app, run_id):
+    """The database host's disaster case: restore.yml without a target time brings back every
+    archived write (users D, signed up just before), on a new timeline, and Barman files no
+    segment twice: the WAL it copied into pg_wal is marked archived, so PostgreSQL does not
+    send the old timeline's last segment back after the promotion (an encrypted copy cannot
+    be compared, and a second one fails `barman check`)."""
+    d = users(run_id, "rd")
+    assert set(api(app, "signup", d).values()) == {201}
+    before = timeline(db)
+    play = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["IRONTRACK_FLEET_INVENTORY"],
+            str(REPO / "playbooks" / "restore.yml"),
+            "-e",
+            "restore_confirm=yes",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
+    assert "to the newest archived state" in play.stdout, play.stdout[-2000:]
+    assert timeline(db) > before
+    assert set(api(app, "login", d).values()) == {200}
+    assert api(app, "health", ["-"]) == {"-": 200}
+    # The old timeline's segments came back from the archive marked archived: none is sent to
+    # the backup host a second time. A checkpoint is where PostgreSQL would queue them; then
+    # everything queued is archived and filed before errors/ is read.
+    psql(db, "CHECKPOINT")
+    ready = "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
+    deadline = time.monotonic() + 60
+    while psql(db, ready) != "0" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert psql(db, ready) == "0", "PostgreSQL did not archive its queue"
+    deadline = time.monotonic() + 60
+    while backup.run(f"ls {INCOMING}").stdout.split() and time.monotonic() < deadline:
+        barman(backup, "archive-wal", SERVER)
+        time.sleep(1)
+    assert backup.run(f"ls {INCOMING}").stdout.split() == []
+    errors = backup.run(f"ls {BARMAN_HOME}/{SERVER}/errors/ 2>/dev/null").stdout.split()
+    assert errors == [], errors
     out = barman(backup, "check", SERVER)
     assert out.rc == 0, out.stdout
