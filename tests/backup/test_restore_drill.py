@@ -123,29 +123,39 @@ def archive_failures(host) -> int:
     return int(psql(host, "SELECT failed_count FROM pg_stat_archiver"))
 
 
-def test_a_failing_archive_command_fails_barman_check(host, run_id):
-    """archive_command cannot write into incoming/: counted by PostgreSQL, named by barman check."""
-    before = archive_failures(host)
-    assert host.run(f"chmod 1750 {INCOMING}").rc == 0  # the group (postgres) loses write
+def a_failing_archive_command_is_loud(db, backup, app, run_id: str, block: str, unblock: str):
+    """While ``block`` holds (a shell command on the backup server) archive_command fails:
+    PostgreSQL counts it and `barman check` names it. After ``unblock`` archiving resumes by
+    itself: PostgreSQL retries the kept segment, and a new segment wakes its archiver at once.
+    ``db``, ``backup`` and ``app`` are the database, Barman and application hosts (one host
+    here, three in the fleet)."""
+    before = archive_failures(db)
+    assert backup.run(block).rc == 0
     try:
-        assert api(host, "signup", users(run_id, "arch", 1)) == {users(run_id, "arch", 1)[0]: 201}
-        psql(host, "SELECT pg_switch_wal()")
+        assert api(app, "signup", users(run_id, "arch", 1)) == {users(run_id, "arch", 1)[0]: 201}
+        psql(db, "SELECT pg_switch_wal()")
         deadline = time.monotonic() + 60
-        while archive_failures(host) == before and time.monotonic() < deadline:
+        while archive_failures(db) == before and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert archive_failures(host) > before, "the archive command did not fail"
-        out = barman(host, "check", SERVER)
+        assert archive_failures(db) > before, "the archive command did not fail"
+        out = barman(backup, "check", SERVER)
         assert out.rc != 0
         assert re.search(r"continuous archiving: FAILED", out.stdout), out.stdout
     finally:
-        assert host.run(f"chmod 3770 {INCOMING}").rc == 0
-    # PostgreSQL retries the kept segment; a new segment wakes its archiver at once.
-    assert api(host, "signup", users(run_id, "arch2", 1)) == {users(run_id, "arch2", 1)[0]: 201}
-    psql(host, "SELECT pg_switch_wal()")
+        assert backup.run(unblock).rc == 0
+    assert api(app, "signup", users(run_id, "arch2", 1)) == {users(run_id, "arch2", 1)[0]: 201}
+    psql(db, "SELECT pg_switch_wal()")
     deadline = time.monotonic() + 120
-    while (out := barman(host, "check", SERVER)).rc != 0 and time.monotonic() < deadline:
+    while (out := barman(backup, "check", SERVER)).rc != 0 and time.monotonic() < deadline:
         time.sleep(2)
     assert out.rc == 0, out.stdout
+
+
+def test_a_failing_archive_command_fails_barman_check(host, run_id):
+    """archive_command cannot write into incoming/ (its group, postgres's, loses write)."""
+    a_failing_archive_command_is_loud(
+        host, host, host, run_id, block=f"chmod 1750 {INCOMING}", unblock=f"chmod 3770 {INCOMING}"
+    )
 
 
 def encrypted(host) -> bool:

@@ -40,8 +40,17 @@ import testinfra
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "backup"))
-from test_fleet import address, container  # noqa: E402
-from test_restore_drill import BARMAN_HOME, SERVER, api, archived, barman, psql, users  # noqa: E402
+from fleet import address, container  # noqa: E402
+from test_restore_drill import (  # noqa: E402
+    BARMAN_HOME,
+    SERVER,
+    a_failing_archive_command_is_loud,
+    api,
+    archived,
+    barman,
+    psql,
+    users,
+)
 
 WALS = f"{BARMAN_HOME}/{SERVER}/wals"
 INCOMING = f"{BARMAN_HOME}/{SERVER}/incoming"
@@ -70,19 +79,6 @@ def app():
 @pytest.fixture(scope="module")
 def run_id() -> str:
     return uuid.uuid4().hex[:10]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def backup_host_is_up() -> None:
-    for name in ("db", "backup", "app1"):
-        state = subprocess.run(
-            ["docker", "inspect", "-f", "{{.State.Running}}", container(name)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if state.stdout.strip() != "true":
-            pytest.fail(f"{container(name)} is not running: converge the fleet first")
 
 
 def test_barman_runs_on_the_backup_host_only(db, backup):
@@ -178,37 +174,13 @@ def test_the_put_wal_key_can_do_nothing_else(db, backup):
     assert not backup.file(marker).exists
 
 
-def archive_failures(db) -> int:
-    return int(psql(db, "SELECT failed_count FROM pg_stat_archiver"))
-
-
 def test_a_failing_archive_command_fails_barman_check(db, backup, app, run_id):
-    """put-wal cannot write on the backup host: counted by PostgreSQL, named by barman check."""
+    """put-wal cannot write into incoming/ on the backup host (its owner loses write)."""
     mode = backup.run(f"stat -c %a {INCOMING}").stdout.strip()
     assert mode, INCOMING
-    before = archive_failures(db)
-    assert backup.run(f"chmod 0500 {INCOMING}").rc == 0
-    try:
-        email = users(run_id, "sshfail", 1)
-        assert api(app, "signup", email) == {email[0]: 201}
-        psql(db, "SELECT pg_switch_wal()")
-        deadline = time.monotonic() + 60
-        while archive_failures(db) == before and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert archive_failures(db) > before, "the archive command did not fail"
-        out = barman(backup, "check", SERVER)
-        assert out.rc != 0
-        assert re.search(r"continuous archiving: FAILED", out.stdout), out.stdout
-    finally:
-        assert backup.run(f"chmod {mode} {INCOMING}").rc == 0
-    # PostgreSQL retries the kept segment; a new segment wakes its archiver at once.
-    email = users(run_id, "sshback", 1)
-    assert api(app, "signup", email) == {email[0]: 201}
-    psql(db, "SELECT pg_switch_wal()")
-    deadline = time.monotonic() + 120
-    while (out := barman(backup, "check", SERVER)).rc != 0 and time.monotonic() < deadline:
-        time.sleep(2)
-    assert out.rc == 0, out.stdout
+    a_failing_archive_command_is_loud(
+        db, backup, app, run_id, block=f"chmod 0500 {INCOMING}", unblock=f"chmod {mode} {INCOMING}"
+    )
 
 
 def test_a_full_encrypted_backup_is_on_the_backup_host(backup):
@@ -225,6 +197,27 @@ def test_a_full_encrypted_backup_is_on_the_backup_host(backup):
 
 def timeline(db) -> int:
     return int(psql(db, "SELECT timeline_id FROM pg_control_checkpoint()"))
+
+
+def restore(target: str | None = None) -> subprocess.CompletedProcess:
+    """playbooks/restore.yml on the fleet: to ``target``, or to the newest state without one."""
+    extra = ["-e", json.dumps({"restore_target_time": target})] if target else []
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["IRONTRACK_FLEET_INVENTORY"],
+            str(REPO / "playbooks" / "restore.yml"),
+            "-e",
+            "restore_confirm=yes",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def test_restore_from_the_backup_host(db, backup, app, run_id):
@@ -245,23 +238,7 @@ def test_restore_from_the_backup_host(db, backup, app, run_id):
     before = timeline(db)
 
     started = time.monotonic()
-    play = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["IRONTRACK_FLEET_INVENTORY"],
-            str(REPO / "playbooks" / "restore.yml"),
-            "-e",
-            "restore_confirm=yes",
-            "-e",
-            json.dumps({"restore_target_time": target}),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    play = restore(target)
     restore_s = time.monotonic() - started
     assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
     paused = re.search(r"PgBouncer paused for\s+(\d+)\s+s", play.stdout)
@@ -293,21 +270,7 @@ def test_restore_the_newest_state_from_the_backup_host(db, backup, app, run_id):
     d = users(run_id, "rd")
     assert set(api(app, "signup", d).values()) == {201}
     before = timeline(db)
-    play = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["IRONTRACK_FLEET_INVENTORY"],
-            str(REPO / "playbooks" / "restore.yml"),
-            "-e",
-            "restore_confirm=yes",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    play = restore()
     assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
     assert "to the newest archived state" in play.stdout, play.stdout[-2000:]
     assert timeline(db) > before

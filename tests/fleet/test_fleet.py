@@ -29,49 +29,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FLEET = os.environ.get("IRONTRACK_FLEET", "irontrack-fleet")
 PORT = int(os.environ.get("IRONTRACK_FLEET_HTTPS_PORT", "9443"))
 SECRETS = Path(os.environ.get("IRONTRACK_SECRETS_DIR", REPO / ".secrets" / "local"))
 APP_HOSTS = ("app1", "app2")
 API = "/api/v1/access"
 
 sys.path.insert(0, str(REPO / "tests" / "redeploy"))
+from fleet import address, container, run  # noqa: E402
 from test_zero_downtime import service_variant  # noqa: E402
-
-
-def container(name: str) -> str:
-    return f"{FLEET}-{name}"
-
-
-def run(name: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
-    """A shell command inside one of the fleet's containers."""
-    result = subprocess.run(
-        ["docker", "exec", container(name), "sh", "-c", command],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    if check:
-        assert result.returncode == 0, (name, command, result.stdout, result.stderr)
-    return result
-
-
-def address(name: str) -> str:
-    out = subprocess.run(
-        [
-            "docker",
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-            container(name),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert len(out) == 1, out
-    return out[0]
 
 
 def tls() -> ssl.SSLContext:
@@ -485,16 +450,3 @@ def test_rolling_deploy_loses_no_request(token, tmp_path):
     assert "down;" not in upstream, upstream
     assert loop.requests > 100, loop.summary()
     assert not loop.failures, loop.summary()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def fleet_is_up() -> None:
-    for name in ("proxy", *APP_HOSTS, "db", "cache", "backup"):
-        state = subprocess.run(
-            ["docker", "inspect", "-f", "{{.State.Running}}", container(name)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if state.stdout.strip() != "true":
-            pytest.fail(f"{container(name)} is not running: converge the fleet first")

@@ -19,7 +19,13 @@ from .edge import HEALTH_PATH, ME_PATH, PING_PATH, EdgeMiddleware
 from .keys import generate_key_files
 from .keyset import load_configured_keyset
 from .logs import configure_logging
-from .middleware import AccessLogMiddleware, AccessLogWriter, BodyLimitMiddleware
+from .middleware import (
+    AccessLog,
+    AccessLogWriter,
+    BodyLimitMiddleware,
+    ObserveMiddleware,
+    observers,
+)
 from .passwords import PasswordService
 from .probe import HealthProbe
 from .responses import PreEncodedResponse, encode
@@ -175,20 +181,20 @@ def _start_metrics(svc: Services) -> Any:
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
-    """FastAPI behind pure ASGI layers: access log (outermost), metrics, the hot-path edge, the
-    body ceiling."""
+    """FastAPI behind pure ASGI layers: request timing for the metrics and the access log
+    (outermost), the hot-path edge, the body ceiling."""
     settings = settings or get_settings()
     access_log = AccessLogWriter()
     app = create_fastapi(settings, access_log)
     wrapped: ASGIApp = BodyLimitMiddleware(app, settings.max_body_bytes)
     wrapped = EdgeMiddleware(wrapped, app.state.services)
-    observe = None
+    metrics = None
     if settings.metrics:  # imported only when on: no metric files are written otherwise
-        from .metrics import MetricsMiddleware, request_observer
+        from .metrics import request_observer
 
-        observe = request_observer(exact=(PING_PATH, ME_PATH, HEALTH_PATH))
-        if not settings.access_log:
-            wrapped = MetricsMiddleware(wrapped, observe)
-    if settings.access_log:
-        wrapped = AccessLogMiddleware(wrapped, access_log.write, observe)
+        metrics = request_observer(exact=(PING_PATH, ME_PATH, HEALTH_PATH))
+    access = AccessLog(access_log.write) if settings.access_log else None
+    observe = observers(metrics, access)
+    if observe is not None:
+        wrapped = ObserveMiddleware(wrapped, observe)
     return wrapped

@@ -20,13 +20,12 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 log = logging.getLogger("irontrack.metrics")
 
@@ -145,35 +144,6 @@ def request_observer(exact: tuple[str, ...] = ()) -> Callable[[Scope, int, float
         record((route, scope["method"], status), seconds)
 
     return observe
-
-
-class MetricsMiddleware:
-    """Pure ASGI: records every HTTP request's latency and status (used when the access log is
-    off; otherwise the access-log middleware, which times every request anyway, records it)."""
-
-    __slots__ = ("app", "observe")
-
-    def __init__(self, app: ASGIApp, observe: Callable[[Scope, int, float], None]) -> None:
-        self.app = app
-        self.observe = observe
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            self.observe(scope, status, time.perf_counter() - start)
 
 
 class Publisher:

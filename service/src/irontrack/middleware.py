@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: one structured access-log line per request; a request-body ceiling."""
+"""Pure ASGI middleware: request timing for observers (metrics, a structured access log); a
+request-body ceiling."""
 
 from __future__ import annotations
 
@@ -68,30 +69,23 @@ class AccessLogWriter:
             pass
 
 
-class AccessLogMiddleware:
-    """One JSON line per request: ts, method, path, status, ms, client, pid.
+Observer = Callable[[Scope, int, float], None]
+"""``observe(scope, status, seconds)``: told of every finished HTTP request."""
 
-    ``observe(scope, status, seconds)``, when given, is told of every finished request too
-    (the metrics: one timing, one send wrapper for both).
-    """
 
-    __slots__ = ("app", "observe", "pid", "sink")
+class ObserveMiddleware:
+    """Pure ASGI: times every HTTP request and tells ``observe`` its status and duration, once,
+    when the app is done with it (status 500 if the app raised before answering). One timing
+    and one send wrapper serve every observer (the metrics, the access log: :func:`observers`)."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        sink: Callable[[str], None],
-        observe: Callable[[Scope, int, float], None] | None = None,
-    ) -> None:
+    __slots__ = ("app", "observe")
+
+    def __init__(self, app: ASGIApp, observe: Observer) -> None:
         self.app = app
-        self.sink = sink
         self.observe = observe
-        self.pid = os.getpid()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                self.pid = os.getpid()  # the worker's, even if the app was built before a fork
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -106,16 +100,45 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            elapsed = time.perf_counter() - start
-            if self.observe is not None:
-                self.observe(scope, status, elapsed)
-            client = scope.get("client")
-            self.sink(
-                f'{{"ts":{time.time():.3f},"method":"{scope["method"]}",'
-                f'"path":"{_json_str(scope["path"])}","status":{status},'
-                f'"ms":{elapsed * 1000:.3f},'
-                f'"client":"{client[0] if client else ""}","pid":{self.pid}}}'
-            )
+            self.observe(scope, status, time.perf_counter() - start)
+
+
+def observers(*each: Observer | None) -> Observer | None:
+    """One observer that tells each given one in turn; the only one given as it is; ``None``
+    when none is given."""
+    given = tuple(o for o in each if o is not None)
+    if len(given) < 2:
+        return given[0] if given else None
+
+    def each_one(scope: Scope, status: int, seconds: float) -> None:
+        for observe in given:
+            observe(scope, status, seconds)
+
+    return each_one
+
+
+class AccessLog:
+    """An observer that writes one JSON line per request to ``sink``: ts, method, path, status,
+    ms, client, pid (the worker's: read again in a forked child)."""
+
+    __slots__ = ("pid", "sink")
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        self.sink = sink
+        self.pid = os.getpid()
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self.pid = os.getpid()
+
+    def __call__(self, scope: Scope, status: int, seconds: float) -> None:
+        client = scope.get("client")
+        self.sink(
+            f'{{"ts":{time.time():.3f},"method":"{scope["method"]}",'
+            f'"path":"{_json_str(scope["path"])}","status":{status},'
+            f'"ms":{seconds * 1000:.3f},'
+            f'"client":"{client[0] if client else ""}","pid":{self.pid}}}'
+        )
 
 
 class BodyTooLarge(Exception):
