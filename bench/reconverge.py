@@ -6,6 +6,12 @@ time, the PLAY RECAP counts, the slowest tasks and the time per role with the ta
 verdict, and stores them in ``results/reconverge/<UTC time>.json``. The host must be
 converged already (``make up``): on a converged host the run changes nothing, which is half
 of what it checks.
+
+``--floor N`` then times N tasks of modules that change nothing (``command: true``, a ``stat``,
+a ``file`` on an existing directory) on the same hosts through the same connection: the least a
+task run costs there, whatever it does. That cost times the play's task runs on its busiest
+host is the least the play can take: when it exceeds the target, the target needs fewer task
+runs, not faster ones.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -46,6 +53,17 @@ class Reconverge:
     # CPU seconds ansible-playbook and its workers used on the controller: unlike the wall
     # time, barely moved by other load on the machine.
     controller_cpu: float | None = None
+    # Task runs on the host that ran the most (see ``runs``): what one host waits for.
+    busiest_runs: int = 0
+    # Seconds a task run of a module that does nothing costs here (``--floor``), if measured.
+    per_run_floor: float | None = None
+
+    @property
+    def floor(self) -> float | None:
+        """The least the play's task runs can take on this connection (seconds)."""
+        if self.per_run_floor is None:
+            return None
+        return self.busiest_runs * self.per_run_floor
 
     def total(self, key: str) -> int:
         return sum(int(host.get(key, 0)) for host in self.stats.values())
@@ -81,6 +99,13 @@ class Reconverge:
             "stats": self.stats,
             "changed_tasks": self.changed_tasks,
             "runs": self.runs,
+            "busiest_host_runs": self.busiest_runs,
+            "floor": None
+            if self.floor is None
+            else {
+                "per_run_s": round(self.per_run_floor or 0.0, 3),
+                "play_s": round(self.floor, 1),
+            },
             "tasks": [[name, round(seconds, 3)] for name, seconds in self.tasks],
         }
 
@@ -107,18 +132,18 @@ def parse(document: dict[str, Any], seconds: float) -> Reconverge:
         for host, result in (task.get("hosts") or {}).items()
         if result.get("changed")
     ]
-    runs = sum(
-        _runs(result)
-        for play in document.get("plays", [])
-        for task in play.get("tasks", [])
-        for result in (task.get("hosts") or {}).values()
-    )
+    per_host: dict[str, int] = defaultdict(int)
+    for play in document.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in (task.get("hosts") or {}).items():
+                per_host[host] += _runs(result)
     return Reconverge(
         seconds=seconds,
         stats=document.get("stats", {}),
         tasks=tasks,
         changed_tasks=changed,
-        runs=runs,
+        runs=sum(per_host.values()),
+        busiest_runs=max(per_host.values(), default=0),
     )
 
 
@@ -150,7 +175,62 @@ def report(result: Reconverge, command: str, top: int) -> str:
         *(f"  {seconds:7.2f} s  {name}" for name, seconds in result.top(top)),
         "per role: " + ", ".join(f"{role} {seconds:.1f} s" for role, seconds in result.roles()),
     ]
+    if result.floor is not None and result.per_run_floor is not None:
+        lines.append(
+            f"floor: a task run of a module that does nothing costs {result.per_run_floor:.3f} s"
+            f" here; the busiest host's {result.busiest_runs} task runs take ≥ {result.floor:.0f} s"
+            + (
+                f": above the target, which needs fewer task runs (≤ "
+                f"{int(MAX_SECONDS / result.per_run_floor)}), not faster ones"
+                if result.floor > MAX_SECONDS
+                else ""
+            )
+        )
     return "\n".join(lines)
+
+
+FLOOR_TASKS = (
+    '- name: "Run a command that does nothing ({n})"\n'
+    '  ansible.builtin.command: "true"\n'
+    "  changed_when: false\n",
+    '- name: "Look at a file ({n})"\n  ansible.builtin.stat:\n    path: /\n',
+    '- name: "Keep a directory as it is ({n})"\n'
+    "  ansible.builtin.file:\n    path: /\n    state: directory\n",
+)
+
+
+def floor_playbook(tasks: int) -> str:
+    """A play of ``tasks`` tasks whose modules change nothing, cycling through three kinds."""
+    body = "".join(
+        "    " + FLOOR_TASKS[n % len(FLOOR_TASKS)].format(n=n).replace("\n", "\n    ").rstrip(" ")
+        for n in range(tasks)
+    )
+    return (
+        "- name: The least a task run costs on this connection\n"
+        "  hosts: all\n"
+        "  gather_facts: false\n"
+        "  tasks:\n" + body
+    )
+
+
+def per_run_floor(command: list[str], env: dict[str, str], tasks: int) -> float:
+    """Seconds per task run of the floor play on the same hosts (wall ÷ tasks)."""
+    with tempfile.TemporaryDirectory(prefix="irontrack-floor.") as tmp:
+        playbook = Path(tmp) / "floor.yml"
+        playbook.write_text(floor_playbook(tasks), encoding="utf-8")
+        started = time.monotonic()
+        done = subprocess.run(  # noqa: S603
+            [ANSIBLE_PLAYBOOK, *command, str(playbook)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"the floor play failed ({done.returncode}): {done.stdout[-2000:]}")
+    return seconds / tasks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +251,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when the target is missed, too"
+    )
+    parser.add_argument(
+        "--floor",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then time N tasks of modules that change nothing on the same hosts: the least a"
+        " task run costs there, times the play's runs (0: not measured)",
     )
     parser.add_argument(
         "--check",
@@ -211,6 +299,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     result = parse(document, seconds)
     result.controller_cpu = cpu
+    if args.floor > 0 and done.returncode == 0:
+        inventory = ["-i", args.inventory, *(x for e in args.extra_vars for x in ("-e", e))]
+        result.per_run_floor = per_run_floor(inventory, env, args.floor)
     print(report(result, " ".join(command), args.top))
     output = args.output or REPO / "results" / "reconverge" / time.strftime(
         "%Y-%m-%dT%H%M%SZ.json", time.gmtime()

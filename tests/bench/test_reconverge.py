@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from bench.reconverge import floor_playbook
+
 REPO = Path(__file__).resolve().parents[2]
 
 PLAYBOOK = """\
@@ -114,3 +118,58 @@ def test_check_is_a_dry_run_with_the_extra_vars_passed_on(tmp_path: Path) -> Non
     assert figures["changed"] == 1
     assert figures["runs"] == 1
     assert not target.exists()
+
+
+def test_floor_times_modules_that_do_nothing_on_the_same_hosts(tmp_path: Path) -> None:
+    # The floor play takes the hosts' connection from the inventory (here: local).
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        f"floorhost ansible_connection=local ansible_python_interpreter={sys.executable}\n",
+        encoding="utf-8",
+    )
+    unchanged = PLAYBOOK.replace("changed_when: true", "changed_when: false")
+    (tmp_path / "play.yml").write_text(unchanged, encoding="utf-8")
+    output = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "reconverge",
+            "-i",
+            str(inventory),
+            "--playbook",
+            str(tmp_path / "play.yml"),
+            "--output",
+            str(output),
+            "--floor",
+            "6",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(output.read_text(encoding="utf-8"))
+    floor = figures["floor"]
+    # Six module runs take real time, far less than the play's 3 s sleep each.
+    assert 0 < floor["per_run_s"] < 3.0
+    assert figures["busiest_host_runs"] == 2
+    assert floor["play_s"] == round(2 * floor["per_run_s"], 1)
+    assert "floor: a task run of a module that does nothing costs" in done.stdout
+    assert "the busiest host's 2 task runs" in done.stdout
+
+
+def test_floor_playbook_cycles_through_three_modules() -> None:
+    play = yaml.safe_load(floor_playbook(5))[0]
+    modules = [next(k for k in task if k.startswith("ansible.builtin.")) for task in play["tasks"]]
+    assert modules == [
+        "ansible.builtin.command",
+        "ansible.builtin.stat",
+        "ansible.builtin.file",
+        "ansible.builtin.command",
+        "ansible.builtin.stat",
+    ]
+    assert play["gather_facts"] is False
