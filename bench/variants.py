@@ -218,13 +218,17 @@ def run(args: argparse.Namespace) -> int:
     units = host.units()
     rows: list[dict[str, float | str | int]] = []
     granian: tuple[str, str] | None = None
+    live = original  # the proxy text nginx runs: reloaded only when a variant changes it
     try:
         token = _login(host, email, secrets.token_urlsafe(18))
         cookie = f'Cookie: access_token="{token}"'
         base = original  # as provisioned, rate limits off (bench/variants.yml)
         for round_no in range(1, args.rounds + 1):
             for variant in chosen:
-                host.set_proxy(variant.proxy(base) if variant.proxy else base)
+                wanted = variant.proxy(base) if variant.proxy else base
+                if wanted != live:
+                    host.set_proxy(wanted)
+                    live = wanted
                 if variant.granian != granian:
                     host.set_granian(units, variant.granian)
                     granian = variant.granian
@@ -246,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if granian is not None:
             host.set_granian(units, None)
-        host.set_proxy(original)
+        if live != original:
+            host.set_proxy(original)
         delete = "DELETE FROM users WHERE email = :'email'"
         host.sh(
             f"runuser -u postgres -- psql -X -q -d irontrack -v email={shlex.quote(email)}",
