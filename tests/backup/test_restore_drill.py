@@ -10,6 +10,8 @@
    playbooks/restore.yml to the noted time: exactly A and B exist (their logins work, C's do
    not) and /health answers 200. With encrypted backups (backup_encryption: gpg) the restore
    decrypts with the private key playbooks/restore.yml brings, and leaves no key behind.
+4. The newest state of a live database: users E, then playbooks/restore.yml without a target
+   time: writes are held, E logs in, a new timeline, nothing in Barman's errors/.
 
 Users are created and logged in through the application's own socket on the host (no rate
 limit in the way), the database is read as postgres, the restore runs the real playbook.
@@ -27,6 +29,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -180,6 +183,41 @@ def test_a_stopped_wal_stream_fails_barman_check(host):
     assert out.rc == 0, out.stdout
 
 
+class Restored(NamedTuple):
+    seconds: float  # end to end
+    paused_s: int  # PgBouncer held its clients, as the play reports it
+    what: str  # "to <time>", "to the newest state, WAL position …", as the play reports it
+
+
+def restore(host, *extra: str) -> Restored:
+    """playbooks/restore.yml on the host (``extra``: its -e options); it must succeed."""
+    env = dict(os.environ, IRONTRACK_INSTANCE=host.backend.get_hostname())
+    started = time.monotonic()
+    play = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ.get("IRONTRACK_INVENTORY", "inventories/local"),
+            "playbooks/restore.yml",
+            "-e",
+            "restore_confirm=yes",
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    seconds = round(time.monotonic() - started, 1)
+    assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
+    paused = re.search(r"PgBouncer paused for\s+(\d+)\s+s", play.stdout)
+    assert paused, play.stdout[-2000:]
+    what = re.search(r"Restored \S+\s+(.*?);", play.stdout, re.S)
+    assert what, play.stdout[-2000:]
+    return Restored(seconds, int(paused.group(1)), " ".join(what.group(1).split()))
+
+
 def test_point_in_time_restore(host, run_id):
     a, b, c = users(run_id, "a"), users(run_id, "b"), users(run_id, "c")
     RESULTS["encryption"] = "gpg" if encrypted(host) else "none"
@@ -200,30 +238,9 @@ def test_point_in_time_restore(host, run_id):
     assert set(api(host, "signup", c).values()) == {201}
     RESULTS["target_time"] = target
 
-    env = dict(os.environ, IRONTRACK_INSTANCE=host.backend.get_hostname())
-    started = time.monotonic()
-    play = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ.get("IRONTRACK_INVENTORY", "inventories/local"),
-            "playbooks/restore.yml",
-            "-e",
-            "restore_confirm=yes",
-            "-e",
-            json.dumps({"restore_target_time": target}),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    RESULTS["restore_playbook_s"] = round(time.monotonic() - started, 1)
-    assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
-    paused = re.search(r"PgBouncer paused for\s+(\d+)\s+s", play.stdout)
-    assert paused, play.stdout[-2000:]
-    RESULTS["pgbouncer_paused_s"] = int(paused.group(1))
+    done = restore(host, "-e", json.dumps({"restore_target_time": target}))
+    RESULTS["restore_playbook_s"] = done.seconds
+    RESULTS["pgbouncer_paused_s"] = done.paused_s
 
     like = f"drill-{run_id}-%"
     rows = psql(host, f"SELECT email FROM users WHERE email LIKE '{like}'", db="irontrack")
@@ -241,3 +258,27 @@ def test_point_in_time_restore(host, run_id):
         "runuser -u barman -- env GNUPGHOME=/var/lib/barman/.gnupg gpg --batch --list-secret-keys"
     )
     assert secret.stdout.strip() == "", secret.stdout
+
+
+def timeline(host) -> int:
+    return int(psql(host, "SELECT timeline_id FROM pg_control_checkpoint()"))
+
+
+def test_restore_to_the_newest_state_holds_writes(host, run_id):
+    """restore.yml without a target time while PostgreSQL answers: PgBouncer holds every write
+    first, the restore recovers to the WAL position read then (--target-lsn) and promotes to a
+    new timeline, so the old cluster's later WAL never meets the restored cluster's under one
+    name: users E (signed up just before) log in, nothing lands in Barman's errors/."""
+    e = users(run_id, "e")
+    assert set(api(host, "signup", e).values()) == {201}
+    before = timeline(host)
+    done = restore(host)
+    RESULTS["newest_restore_playbook_s"] = done.seconds
+    RESULTS["newest_pgbouncer_paused_s"] = done.paused_s
+    assert done.what.startswith("to the newest state, WAL position"), done.what
+    assert timeline(host) > before
+    assert set(api(host, "login", e).values()) == {200}
+    assert api(host, "health", ["-"]) == {"-": 200}
+    errors = host.run(f"ls {BARMAN_HOME}/{SERVER}/errors/ 2>/dev/null").stdout.split()
+    assert errors == [], errors
+    assert host.run("ls -d /run/irontrack-restore-gnupg.* 2>/dev/null").stdout.strip() == ""

@@ -15,8 +15,9 @@ encrypted at rest (backup_encryption: gpg, the default).
    then playbooks/restore.yml to T (`barman restore --remote-ssh-command`, Barman's key
    authorized on the database host for the restore only): A and B log in, C does not, /health
    is 200, a new timeline.
-6. The disaster case, restore.yml without a target time: every archived write is back, and
-   Barman files no segment twice (no duplicate of an encrypted segment in errors/).
+6. The disaster case: PostgreSQL gone after its last write was archived, restore.yml without a
+   target time: every archived write is back, and Barman files no segment twice (no
+   duplicate of an encrypted segment in errors/).
 
 Helpers (users through the app's socket, psql as postgres, barman as barman, the archive
 listing) are the restore drill's (tests/backup/test_restore_drill.py), run on the fleet's
@@ -261,24 +262,31 @@ def test_restore_from_the_backup_host(db, backup, app, run_id):
     assert out.rc == 0, out.stdout
 
 
-def test_restore_the_newest_state_from_the_backup_host(db, backup, app, run_id):
-    """The database host's disaster case: restore.yml without a target time brings back every
-    archived write (users D, signed up just before), on a new timeline, and Barman files no
-    segment twice: the WAL it copied into pg_wal is marked archived, so PostgreSQL does not
-    send the old timeline's last segment back after the promotion (an encrypted copy cannot
-    be compared, and a second one fails `barman check`)."""
+def test_restore_the_newest_state_after_losing_postgresql(db, backup, app, run_id):
+    """The database host's disaster: PostgreSQL is gone (stopped here) after its last write was
+    archived. restore.yml without a target time brings back everything the archive holds
+    (users D), the cluster going on on its timeline, and Barman files no segment twice: the
+    WAL it copied into pg_wal is marked archived, so PostgreSQL does not send it back (an
+    encrypted copy cannot be compared, and a second one fails `barman check`)."""
     d = users(run_id, "rd")
     assert set(api(app, "signup", d).values()) == {201}
+    segment = psql(db, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    psql(db, "SELECT pg_switch_wal()")
+    deadline = time.monotonic() + ARCHIVE_BOUND_S
+    while not archived(backup, segment) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert archived(backup, segment), f"{segment} not on the backup host"
     before = timeline(db)
+    assert db.run("systemctl stop postgresql@18-main").rc == 0
+
     play = restore()
     assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
-    assert "to the newest archived state" in play.stdout, play.stdout[-2000:]
-    assert timeline(db) > before
+    assert "to the newest archived state (PostgreSQL did not answer)" in play.stdout
+    assert timeline(db) == before
     assert set(api(app, "login", d).values()) == {200}
     assert api(app, "health", ["-"]) == {"-": 200}
-    # The old timeline's segments came back from the archive marked archived: none is sent to
-    # the backup host a second time. A checkpoint is where PostgreSQL would queue them; then
-    # everything queued is archived and filed before errors/ is read.
+    # A checkpoint is where PostgreSQL would queue the copied segments again; then everything
+    # queued is archived and filed before errors/ is read.
     psql(db, "CHECKPOINT")
     ready = "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
     deadline = time.monotonic() + 60
