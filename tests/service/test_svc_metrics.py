@@ -8,6 +8,8 @@ proved to add up to what the clients sent."""
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -292,3 +294,21 @@ def test_listener_refuses_a_missing_directory(stack: Stack) -> None:
     )
     assert done.returncode == 2
     assert "no such directory" in done.stderr
+
+
+def test_listener_stops_on_sigterm_even_with_a_stalled_client(metrics_root: Path) -> None:
+    """SIGTERM ends the listener cleanly (exit 0) once the request in hand is done: a client
+    that sent half a request is dropped after the handler's timeout instead of holding it."""
+    listener = Listener(metrics_root)
+    stalled = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
+    try:
+        stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # no blank line: unfinished
+        time.sleep(0.3)
+        started = time.monotonic()
+        listener.proc.send_signal(signal.SIGTERM)
+        assert listener.proc.wait(15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        stalled.close()
+        if listener.proc.poll() is None:
+            listener.proc.kill()

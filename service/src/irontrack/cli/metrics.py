@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -38,6 +39,10 @@ class TreeCollector:
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # A scrape's request arrives at once; a client that stalls mid-request is dropped after
+    # this many seconds instead of holding the (single-threaded) server, and its shutdown.
+    timeout = 5
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -48,8 +53,20 @@ def build_server(root: Path, host: str, port: int) -> WSGIServer:
     return make_server(host, port, make_wsgi_app(registry), handler_class=_QuietHandler)
 
 
-def _stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def stop_on_signals(server: WSGIServer) -> None:
+    """SIGTERM and SIGINT end ``serve_forever`` once the request in hand is answered.
+
+    The handler runs in the serving thread, so it cannot call ``shutdown()`` itself (that waits
+    for ``serve_forever`` to return): a thread does. Raising from the handler instead is lost
+    when the signal lands inside a request: wsgiref's handler catches every exception there
+    (a bare ``except``), answers 500 and serves on.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, name="irontrack-metrics-stop", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,13 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             f"irontrack-metrics: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr
         )
         return 2
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(server)
     print(f"irontrack-metrics: serving {args.dir} on http://{args.host}:{args.port}/metrics")
     sys.stdout.flush()
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
     return 0
