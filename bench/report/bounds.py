@@ -139,6 +139,11 @@ def _integrity_note(figures: dict[str, Any]) -> str:
 # Targets whose note compares two Granian scenarios: name prefix → (scenario, setup) measured,
 # (scenario, setup) it is compared with, and the name of the ratio in the figures.
 _COMPARED = {
+    "/health ÷ /ping": (
+        ("health", "direct"),
+        ("ping", "direct"),
+        "/health ÷ /ping, Granian (direct)",
+    ),
     "/me (one token)": (("me", "direct"), ("ping", "direct"), "/me ÷ /ping, Granian (direct)"),
     "/me (distinct tokens)": (
         ("me-distinct", "direct"),

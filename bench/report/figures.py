@@ -301,6 +301,7 @@ def targets(scenarios: list[dict[str, Any]], found: list[dict[str, Any]]) -> lis
         met = None if value is None else (value >= minimum and extra_ok)
         checks.append(Target(name, value, minimum, met, f"{ratio_name}{extra}"))
 
+    at_least("/health ÷ /ping ≥ 0.5", "/health ÷ /ping, Granian (direct)", 0.5)
     at_least("/me (one token) ÷ /ping ≥ 0.9", "/me ÷ /ping, Granian (direct)", 0.9)
     at_least(
         "/me (distinct tokens) ÷ /ping ≥ 0.5",

@@ -41,6 +41,22 @@ def test_every_missed_target_gets_a_note_from_counters(bench_run: Path) -> None:
             assert "host CPU busy" in line
 
 
+def test_every_target_of_the_issue_is_judged(bench_run: Path) -> None:
+    write(bench_run)
+    figures = json.loads((bench_run / "figures.json").read_text())
+    names = [target["name"] for target in figures["targets"]]
+    assert names[:5] == [
+        "/health ÷ /ping ≥ 0.5",
+        "/me (one token) ÷ /ping ≥ 0.9",
+        "/me (distinct tokens) ÷ /ping ≥ 0.5",
+        "proxy ÷ direct for /ping ≥ 0.65",
+        "proxy ÷ direct for /me ≥ 0.65",
+    ]
+    health = figures["targets"][0]
+    assert health["value"] is not None
+    assert health["met"] == (health["value"] >= 0.5)
+
+
 def test_command_line(bench_run: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "bench", "report", str(bench_run)],
