@@ -213,21 +213,28 @@ def floor_playbook(tasks: int) -> str:
     )
 
 
+def _playbook(
+    arguments: list[str], env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess, float]:
+    """ansible-playbook with ``arguments``, its output captured: the result and its wall time."""
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S603
+        [ANSIBLE_PLAYBOOK, *arguments],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done, time.monotonic() - started
+
+
 def per_run_floor(command: list[str], env: dict[str, str], tasks: int) -> float:
     """Seconds per task run of the floor play on the same hosts (wall ÷ tasks)."""
     with tempfile.TemporaryDirectory(prefix="irontrack-floor.") as tmp:
         playbook = Path(tmp) / "floor.yml"
         playbook.write_text(floor_playbook(tasks), encoding="utf-8")
-        started = time.monotonic()
-        done = subprocess.run(  # noqa: S603
-            [ANSIBLE_PLAYBOOK, *command, str(playbook)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        seconds = time.monotonic() - started
+        done, seconds = _playbook([*command, str(playbook)], env)
     if done.returncode != 0:
         raise RuntimeError(f"the floor play failed ({done.returncode}): {done.stdout[-2000:]}")
     return seconds / tasks
@@ -279,16 +286,7 @@ def run(args: argparse.Namespace) -> int:
         "ANSIBLE_CONFIG": os.environ.get("ANSIBLE_CONFIG", str(REPO / "ansible.cfg")),
     }
     before = children_cpu_seconds()
-    started = time.monotonic()
-    done = subprocess.run(  # noqa: S603
-        [ANSIBLE_PLAYBOOK, *command[1:]],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.monotonic() - started
+    done, seconds = _playbook(command[1:], env)
     cpu = children_cpu_seconds() - before
     sys.stderr.write(done.stderr)
     try:

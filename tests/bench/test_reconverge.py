@@ -30,7 +30,9 @@ PLAYBOOK = """\
 """
 
 
-def _run(tmp_path: Path, playbook: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+def _run(
+    tmp_path: Path, playbook: str, *extra: str, inventory: str = "localhost,"
+) -> tuple[subprocess.CompletedProcess, dict]:
     (tmp_path / "play.yml").write_text(playbook, encoding="utf-8")
     output = tmp_path / "figures.json"
     done = subprocess.run(
@@ -40,7 +42,7 @@ def _run(tmp_path: Path, playbook: str, *extra: str) -> tuple[subprocess.Complet
             "bench",
             "reconverge",
             "-i",
-            "localhost,",
+            inventory,
             "--playbook",
             str(tmp_path / "play.yml"),
             "--output",
@@ -128,31 +130,8 @@ def test_floor_times_modules_that_do_nothing_on_the_same_hosts(tmp_path: Path) -
         encoding="utf-8",
     )
     unchanged = PLAYBOOK.replace("changed_when: true", "changed_when: false")
-    (tmp_path / "play.yml").write_text(unchanged, encoding="utf-8")
-    output = tmp_path / "figures.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "reconverge",
-            "-i",
-            str(inventory),
-            "--playbook",
-            str(tmp_path / "play.yml"),
-            "--output",
-            str(output),
-            "--floor",
-            "6",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    done, figures = _run(tmp_path, unchanged, "--floor", "6", inventory=str(inventory))
     assert done.returncode == 0, done.stderr
-    figures = json.loads(output.read_text(encoding="utf-8"))
     floor = figures["floor"]
     # Six module runs take real time, far less than the play's 3 s sleep each.
     assert 0 < floor["per_run_s"] < 3.0
