@@ -278,8 +278,12 @@ def test_restore_the_newest_state_after_losing_postgresql(db, backup, app, run_i
     assert archived(backup, segment), f"{segment} not on the backup host"
     before = timeline(db)
     assert db.run("systemctl stop postgresql@18-main").rc == 0
-
-    play = restore()
+    try:
+        play = restore()
+    finally:
+        # a failed restore must not leave the fleet's later tests without a database
+        if db.run("systemctl is-active --quiet postgresql@18-main").rc != 0:
+            db.run("systemctl start postgresql@18-main")
     assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
     assert "to the newest archived state (PostgreSQL did not answer)" in play.stdout
     assert timeline(db) == before
