@@ -1,17 +1,21 @@
 """The restore drill (issue 12), run by Molecule's verify against the local host.
 
-1. Recovery point: a signup on a quiet server reaches Barman's WAL archive within 60 s
-   (archive_timeout + Barman's cron interval), measured, with no forced WAL switch.
+1. Recovery point: a signup on a quiet server, just restarted, reaches Barman's WAL archive
+   within 60 s (archive_timeout + Barman's cron interval), measured, with no forced WAL switch.
 2. A failing archive_command is visible: PostgreSQL counts it and `barman check` names it;
    archiving resumes by itself once the cause is gone.
    A stopped WAL stream is visible: `barman check` fails and names it (unencrypted backups only:
    encrypted ones take WAL through archive_command alone).
-3. Point-in-time restore: users A, a full backup, users B, note the time, users C, then
-   playbooks/restore.yml to the noted time: exactly A and B exist (their logins work, C's do
-   not) and /health answers 200. With encrypted backups (backup_encryption: gpg) the restore
-   decrypts with the private key playbooks/restore.yml brings, and leaves no key behind.
+3. Point-in-time restore: users A, a full backup, users B, a differential backup (block-level
+   incremental on the full one), users B2, note the time, users C, then playbooks/restore.yml
+   to the noted time: it restores the differential combined with its full backup, exactly A,
+   B and B2 exist (their logins work, C's do not) and /health answers 200. With encrypted
+   backups (backup_encryption: gpg) the restore decrypts with the private key
+   playbooks/restore.yml brings, and leaves no key behind.
 4. The newest state of a live database: users E, then playbooks/restore.yml without a target
    time: writes are held, E logs in, a new timeline, nothing in Barman's errors/.
+5. A restore that fails puts the host back: PostgreSQL down, a target time past everything
+   archived; the play fails and says why, the old cluster runs again, users F log in.
 
 Users are created and logged in through the application's own socket on the host (no rate
 limit in the way), the database is read as postgres, the restore runs the real playbook.
@@ -38,6 +42,7 @@ SERVER = "irontrack"
 BARMAN_HOME = "/var/lib/barman"
 INCOMING = f"/var/lib/barman-wal/{SERVER}/incoming"
 SOCKET = "/run/app/granian.sock"
+PG_UNIT = "postgresql@18-main"
 RESULTS: dict[str, float | int | str] = {}
 
 # Runs with the host's python3: POST each email to signup or login through the app's socket,
@@ -109,7 +114,16 @@ def archived(host, segment: str) -> bool:
 
 
 def test_recovery_point_on_a_quiet_server(host, run_id):
-    """The segment holding a fresh commit is in the archive within 60 s, with no forced switch."""
+    """The segment holding a fresh commit is in the archive within 60 s, with no forced switch,
+    right after PostgreSQL (re)started as after a reboot: the checkpointer's first sleep would
+    otherwise last checkpoint_timeout (5 min), not archive_timeout (the unit's drop-in wakes it)."""
+    assert host.run(f"systemctl restart {PG_UNIT}").rc == 0
+    deadline = time.monotonic() + 60  # PgBouncer drops its connections to the old server first
+    while (
+        time.monotonic() < deadline
+        and [api(host, "health", ["-"]) for _ in range(2)] != [{"-": 200}] * 2
+    ):
+        time.sleep(1)
     assert api(host, "signup", users(run_id, "rpo", 1)) == {users(run_id, "rpo", 1)[0]: 201}
     committed = time.monotonic()
     segment = psql(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
@@ -187,17 +201,21 @@ class Restored(NamedTuple):
     seconds: float  # end to end
     paused_s: int  # PgBouncer held its clients, as the play reports it
     what: str  # "to <time>", "to the newest state, WAL position …", as the play reports it
+    backup_id: str  # the backup Barman restored (a differential is combined with its full one)
 
 
-def restore(host, *extra: str) -> Restored:
-    """playbooks/restore.yml on the host (``extra``: its -e options); it must succeed."""
-    env = dict(os.environ, IRONTRACK_INSTANCE=host.backend.get_hostname())
-    started = time.monotonic()
-    play = subprocess.run(
+def restore_play(host, *extra: str, inventory: str | None = None) -> subprocess.CompletedProcess:
+    """playbooks/restore.yml (``extra``: its -e options), whatever its outcome. Without
+    ``inventory``: the local inventory (IRONTRACK_INVENTORY) pointed at ``host``."""
+    env = dict(os.environ)
+    if inventory is None:
+        env["IRONTRACK_INSTANCE"] = host.backend.get_hostname()
+        inventory = os.environ.get("IRONTRACK_INVENTORY", "inventories/local")
+    return subprocess.run(
         [
             "ansible-playbook",
             "-i",
-            os.environ.get("IRONTRACK_INVENTORY", "inventories/local"),
+            inventory,
             "playbooks/restore.yml",
             "-e",
             "restore_confirm=yes",
@@ -209,29 +227,56 @@ def restore(host, *extra: str) -> Restored:
         text=True,
         timeout=900,
     )
+
+
+def restore(host, *extra: str, inventory: str | None = None) -> Restored:
+    """playbooks/restore.yml, which must succeed; what it reports."""
+    started = time.monotonic()
+    play = restore_play(host, *extra, inventory=inventory)
     seconds = round(time.monotonic() - started, 1)
     assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
     paused = re.search(r"PgBouncer paused for\s+(\d+)\s+s", play.stdout)
     assert paused, play.stdout[-2000:]
     what = re.search(r"Restored \S+\s+(.*?);", play.stdout, re.S)
     assert what, play.stdout[-2000:]
-    return Restored(seconds, int(paused.group(1)), " ".join(what.group(1).split()))
+    used = re.search(r"from backup (\S+);", play.stdout)
+    assert used, play.stdout[-2000:]
+    return Restored(seconds, int(paused.group(1)), " ".join(what.group(1).split()), used.group(1))
 
 
-def test_point_in_time_restore(host, run_id):
-    a, b, c = users(run_id, "a"), users(run_id, "b"), users(run_id, "c")
-    RESULTS["encryption"] = "gpg" if encrypted(host) else "none"
-    assert set(api(host, "signup", a).values()) == {201}
-
+def take_backup(host, kind: str) -> dict:
+    """Start the full or the differential backup unit as its timer does; the new DONE entry."""
+    unit = "irontrack-backup.service" if kind == "full" else "irontrack-backup-diff.service"
     started = time.monotonic()
-    assert host.run("systemctl start irontrack-backup.service").rc == 0
-    RESULTS["backup_s"] = round(time.monotonic() - started, 1)
+    out = host.run(f"systemctl start {unit}")
+    RESULTS[f"{kind}_backup_s"] = round(time.monotonic() - started, 1)
+    assert out.rc == 0, out.stderr + host.run(f"journalctl -u {unit} -n 30 --no-pager").stdout
     catalogue = json.loads(barman(host, "-f", "json", "list-backups", SERVER).stdout)[SERVER]
     done = [x for x in catalogue if x["status"] == "DONE"]
     newest = max(done, key=lambda x: float(x["end_time_timestamp"]))
-    RESULTS["backup_size_bytes"] = int(newest["size_bytes"])
+    RESULTS[f"{kind}_backup_size_bytes"] = int(newest["size_bytes"])
+    return newest
+
+
+def test_point_in_time_restore(host, run_id):
+    """Users A, a full backup, users B, a differential backup, users B2, the target time, users
+    C; the restore to that time starts from the differential (Barman decrypts it and its full
+    backup and combines them with pg_combinebackup) and replays WAL up to the target: exactly
+    A, B and B2 exist and log in."""
+    a, b, b2, c = (users(run_id, g) for g in ("a", "b", "b2", "c"))
+    RESULTS["encryption"] = "gpg" if encrypted(host) else "none"
+    assert set(api(host, "signup", a).values()) == {201}
+    full = take_backup(host, "full")
+    assert full["backup_type"] == "full", full
 
     assert set(api(host, "signup", b).values()) == {201}
+    diff = take_backup(host, "diff")
+    assert diff["backup_type"] == "incremental", diff
+    shown = json.loads(barman(host, "-f", "json", "show-backup", SERVER, diff["backup_id"]).stdout)
+    chain = shown[SERVER]["catalog_information"]
+    assert chain["parent_backup_id"] == chain["root_backup_id"] == full["backup_id"], chain
+
+    assert set(api(host, "signup", b2).values()) == {201}
     time.sleep(0.5)
     target = psql(host, "SELECT clock_timestamp()")
     time.sleep(0.5)
@@ -241,15 +286,16 @@ def test_point_in_time_restore(host, run_id):
     done = restore(host, "-e", json.dumps({"restore_target_time": target}))
     RESULTS["restore_playbook_s"] = done.seconds
     RESULTS["pgbouncer_paused_s"] = done.paused_s
+    assert done.backup_id == diff["backup_id"], done
 
     like = f"drill-{run_id}-%"
     rows = psql(host, f"SELECT email FROM users WHERE email LIKE '{like}'", db="irontrack")
     present = set(rows.split())
     # the users of the recovery-point and archive-failure tests, created before A
     present -= {*users(run_id, "rpo", 1), *users(run_id, "arch", 1), *users(run_id, "arch2", 1)}
-    assert present == set(a + b)
+    assert present == set(a + b + b2)
 
-    assert set(api(host, "login", a + b).values()) == {200}
+    assert set(api(host, "login", a + b + b2).values()) == {200}
     assert set(api(host, "login", c).values()) == {401}
     assert api(host, "health", ["-"]) == {"-": 200}
     # the private key was on the host for the restore only
@@ -282,3 +328,40 @@ def test_restore_to_the_newest_state_holds_writes(host, run_id):
     errors = host.run(f"ls {BARMAN_HOME}/{SERVER}/errors/ 2>/dev/null").stdout.split()
     assert errors == [], errors
     assert host.run("ls -d /run/irontrack-restore-gnupg.* 2>/dev/null").stdout.strip() == ""
+
+
+def test_a_restore_that_cannot_reach_its_target_puts_the_old_cluster_back(host, run_id):
+    """PostgreSQL is down (stopped here after users F signed up) and the target time is later
+    than anything the archive holds: the restored cluster cannot reach it ("recovery ended
+    before configured recovery target was reached"). The play fails and says so, and leaves
+    the host as it was: the old data directory back in place and running, F log in, the
+    failed cluster kept aside, PgBouncer resumed, Barman's maintenance running, `barman check`
+    clean."""
+    f = users(run_id, "f")
+    assert set(api(host, "signup", f).values()) == {201}
+    assert host.run(f"systemctl stop {PG_UNIT}").rc == 0
+    try:
+        target = host.run("date --utc '+%Y-%m-%d %H:%M:%S.%6N+00'").stdout.strip()
+        play = restore_play(host, "-e", json.dumps({"restore_target_time": target}))
+    finally:
+        if host.run(f"systemctl is-active --quiet {PG_UNIT}").rc != 0:
+            host.run(f"systemctl start {PG_UNIT}")
+    assert play.returncode != 0, play.stdout[-3000:]
+    assert "Nothing was switched: the old data directory is back in place" in play.stdout, (
+        play.stdout[-3000:]
+    )
+    assert "runs on it again" in play.stdout, play.stdout[-3000:]
+    assert "The archive holds no transaction committed after the target time" in play.stdout
+    assert host.run(f"systemctl is-active {PG_UNIT}").stdout.strip() == "active"
+    assert set(api(host, "login", f).values()) == {200}
+    assert api(host, "health", ["-"]) == {"-": 200}
+    kept = re.search(
+        r"kept at\s+(/var/lib/postgresql/18/main\.failed-restore-[0-9TZ]+)", play.stdout
+    )
+    assert kept, play.stdout[-3000:]
+    assert host.file(kept.group(1)).is_directory
+    host.run(f"rm -rf {kept.group(1)}")
+    assert host.service("irontrack-barman-cron.timer").is_running
+    assert host.run("ls -d /run/irontrack-restore-gnupg.* 2>/dev/null").stdout.strip() == ""
+    out = barman(host, "check", SERVER)
+    assert out.rc == 0, out.stdout

@@ -45,6 +45,7 @@ from fleet import address, container  # noqa: E402
 from test_restore_drill import (  # noqa: E402
     BARMAN_HOME,
     SERVER,
+    Restored,
     a_failing_archive_command_is_loud,
     api,
     archived,
@@ -52,6 +53,7 @@ from test_restore_drill import (  # noqa: E402
     psql,
     users,
 )
+from test_restore_drill import restore as restore_drill  # noqa: E402
 
 WALS = f"{BARMAN_HOME}/{SERVER}/wals"
 INCOMING = f"{BARMAN_HOME}/{SERVER}/incoming"
@@ -200,37 +202,33 @@ def timeline(db) -> int:
     return int(psql(db, "SELECT timeline_id FROM pg_control_checkpoint()"))
 
 
-def restore(target: str | None = None) -> subprocess.CompletedProcess:
-    """playbooks/restore.yml on the fleet: to ``target``, or to the newest state without one."""
+def restore(db, target: str | None = None) -> Restored:
+    """playbooks/restore.yml on the fleet (the drill's helper): to ``target``, or to the newest
+    state without one; it must succeed."""
     extra = ["-e", json.dumps({"restore_target_time": target})] if target else []
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["IRONTRACK_FLEET_INVENTORY"],
-            str(REPO / "playbooks" / "restore.yml"),
-            "-e",
-            "restore_confirm=yes",
-            *extra,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return restore_drill(db, *extra, inventory=os.environ["IRONTRACK_FLEET_INVENTORY"])
 
 
 def test_restore_from_the_backup_host(db, backup, app, run_id):
-    """Users A, a full backup, users B, time T, users C, then playbooks/restore.yml to T from
-    the backup host over SSH: A and B log in, C does not, /health is 200, PostgreSQL runs on a
-    new timeline, and Barman's key is no longer authorized on the database host."""
-    a, b = users(run_id, "ra"), users(run_id, "rb")
+    """Users A, a full backup, users B, a differential backup, users B2, time T, users C, then
+    playbooks/restore.yml to T from the backup host over SSH: Barman combines the differential
+    with its full backup there and copies the result over; A, B and B2 log in, C does not,
+    /health is 200, PostgreSQL runs on a new timeline, and Barman's key is no longer
+    authorized on the database host."""
+    a, b, b2 = users(run_id, "ra"), users(run_id, "rb"), users(run_id, "rb2")
     assert set(api(app, "signup", a).values()) == {201}
     started = time.monotonic()
     assert backup.run("systemctl start irontrack-backup.service").rc == 0
     backup_s = time.monotonic() - started
     assert set(api(app, "signup", b).values()) == {201}
+    started = time.monotonic()
+    out = backup.run("systemctl start irontrack-backup-diff.service")
+    diff_s = time.monotonic() - started
+    assert out.rc == 0, backup.run("journalctl -u irontrack-backup-diff -n 30 --no-pager").stdout
+    catalogue = json.loads(barman(backup, "-f", "json", "list-backups", SERVER).stdout)[SERVER]
+    diff = max(catalogue, key=lambda x: float(x.get("end_time_timestamp", 0)))
+    assert diff["backup_type"] == "incremental", diff
+    assert set(api(app, "signup", b2).values()) == {201}
     time.sleep(0.5)
     target = psql(db, "SELECT clock_timestamp()")
     time.sleep(0.5)
@@ -238,19 +236,15 @@ def test_restore_from_the_backup_host(db, backup, app, run_id):
     assert set(api(app, "signup", c).values()) == {201}
     before = timeline(db)
 
-    started = time.monotonic()
-    play = restore(target)
-    restore_s = time.monotonic() - started
-    assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
-    paused = re.search(r"PgBouncer paused for\s+(\d+)\s+s", play.stdout)
-    assert paused, play.stdout[-2000:]
+    done = restore(db, target)
     print(
-        f"\nseparate backup host: full backup {backup_s:.1f} s, restore.yml {restore_s:.1f} s,"
-        f" PgBouncer paused {paused.group(1)} s"
+        f"\nseparate backup host: full backup {backup_s:.1f} s, differential {diff_s:.1f} s,"
+        f" restore.yml {done.seconds:.1f} s, PgBouncer paused {done.paused_s} s"
     )
+    assert done.backup_id == diff["backup_id"], done
 
     assert timeline(db) > before
-    assert set(api(app, "login", a + b).values()) == {200}
+    assert set(api(app, "login", a + b + b2).values()) == {200}
     assert set(api(app, "login", c).values()) == {401}
     assert api(app, "health", ["-"]) == {"-": 200}
     # Barman's key was authorized for the restore only; the encrypted backups' private key
@@ -279,13 +273,12 @@ def test_restore_the_newest_state_after_losing_postgresql(db, backup, app, run_i
     before = timeline(db)
     assert db.run("systemctl stop postgresql@18-main").rc == 0
     try:
-        play = restore()
+        done = restore(db)
     finally:
         # a failed restore must not leave the fleet's later tests without a database
         if db.run("systemctl is-active --quiet postgresql@18-main").rc != 0:
             db.run("systemctl start postgresql@18-main")
-    assert play.returncode == 0, play.stdout[-4000:] + play.stderr[-2000:]
-    assert "to the newest archived state (PostgreSQL did not answer)" in play.stdout
+    assert done.what.startswith("to the newest archived state (PostgreSQL did not answer)"), done
     assert timeline(db) == before
     assert set(api(app, "login", d).values()) == {200}
     assert api(app, "health", ["-"]) == {"-": 200}

@@ -2,15 +2,17 @@
 
 Checks the database host (which is also the backup server when the inventory has no `backup`
 group, as on the local host): PostgreSQL's WAL settings, the replication slot in use, the
-units Barman runs in, PostgreSQL's archive_command into Barman's incoming directory (and that
-postgres can write there and nowhere else of Barman's), `barman check`, at least one full
-backup, and the node-exporter textfile.
+units Barman runs in (the full and the differential backup timers with their schedules),
+PostgreSQL's WAL summaries that differentials read, PostgreSQL's archive_command into Barman's
+incoming directory (and that postgres can write there and nowhere else of Barman's),
+`barman check`, at least one full backup, and the node-exporter textfile.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 
 import pytest
@@ -25,6 +27,8 @@ ENCRYPTED = expected("backup", "backup_encryption") == "gpg"
 GNUPGHOME = "/var/lib/barman/.gnupg"
 # WAL is streamed through the slot only without encryption (encrypted: archive_command alone).
 STREAMING = not ENCRYPTED
+FULL_SCHEDULE = expected("backup", "backup_full_schedule")
+DIFF_SCHEDULE = expected("backup", "backup_diff_schedule")
 
 
 def psql(host, sql: str) -> str:
@@ -64,12 +68,54 @@ def test_no_stream_and_no_slot_pinning_wal_when_encrypted(host):
         *(["irontrack-barman-receive-wal.service"] if STREAMING else []),
         "irontrack-barman-cron.timer",
         "irontrack-backup.timer",
+        *(["irontrack-backup-diff.timer"] if DIFF_SCHEDULE else []),
     ],
 )
 def test_units_enabled_and_active(host, unit):
     service = host.service(unit)
     assert service.is_enabled
     assert service.is_running or host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
+
+
+@pytest.mark.parametrize(
+    ("timer", "schedule", "command"),
+    [
+        ("irontrack-backup.timer", FULL_SCHEDULE, f"backup --wait --wait-timeout 600 {SERVER}"),
+        (
+            "irontrack-backup-diff.timer",
+            DIFF_SCHEDULE,
+            f"backup --incremental latest-full --wait --wait-timeout 600 {SERVER}",
+        ),
+    ],
+)
+def test_backup_timers_run_their_kind_on_schedule(host, timer, schedule, command):
+    if not schedule:
+        pytest.skip(f"{timer}: no schedule")
+    analyzed = host.run(f"systemd-analyze calendar {shlex.quote(schedule)}")
+    assert analyzed.rc == 0, analyzed.stderr
+    normalized = re.search(r"Normalized form: (.+)", analyzed.stdout).group(1).strip()
+    calendar = host.run(f"systemctl show -P TimersCalendar {timer}").stdout
+    assert f"OnCalendar={normalized} ;" in calendar, calendar
+    service = timer.replace(".timer", ".service")
+    exec_start = host.run(f"systemctl show -P ExecStart {service}").stdout
+    assert command in exec_start, exec_start
+
+
+def test_wal_summaries_feed_the_differentials(host):
+    expected_setting = "on" if DIFF_SCHEDULE else "off"
+    assert psql(host, "SHOW summarize_wal") == expected_setting
+    if DIFF_SCHEDULE:
+        # the summarizer keeps up with the WAL written (it has summarized up to a recent LSN)
+        state = psql(host, "SELECT summarized_lsn IS NOT NULL FROM pg_get_wal_summarizer_state()")
+        assert state == "t"
+
+
+def test_a_started_postgresql_archives_by_archive_timeout_at_once(host):
+    """The unit's drop-in reloads PostgreSQL once it has started: the checkpointer's first
+    sleep otherwise ignores archive_timeout (tests/backup measures it after a restart)."""
+    post = host.run("systemctl show -P ExecStartPost postgresql@18-main.service").stdout
+    assert "pg_ctlcluster --skip-systemctl-redirect 18-main reload" in post, post
+    assert "ignore_errors=yes" in post, post
 
 
 def test_barman_check_passes(host):
@@ -90,6 +136,9 @@ def test_backup_age_metric(host):
     values = dict(re.findall(r"^(irontrack_backup_\w+) (\S+)$", text, re.MULTILINE))
     age = time.time() - float(values["irontrack_backup_last_success_timestamp_seconds"])
     assert -300 < age < 26 * 3600, text
+    full_age = time.time() - float(values["irontrack_backup_last_full_timestamp_seconds"])
+    assert -300 < full_age < 8 * 86400, text
+    assert values["irontrack_backup_last_incremental"] in ("0", "1"), text
     assert int(values["irontrack_backup_last_size_bytes"]) > 0, text
     assert int(values["irontrack_backup_last_cluster_size_bytes"]) > 0, text
     assert values["irontrack_backup_last_encrypted"] == ("1" if ENCRYPTED else "0"), text

@@ -33,6 +33,7 @@ ALERTS = {
     "HighLatencyP99",
     "CertificateExpiringSoon",
     "BackupTooOld",
+    "FullBackupTooOld",
     "BackupMetricMissing",
     "WalArchivingFailing",
 }
