@@ -365,3 +365,40 @@ def test_a_restore_that_cannot_reach_its_target_puts_the_old_cluster_back(host, 
     assert host.run("ls -d /run/irontrack-restore-gnupg.* 2>/dev/null").stdout.strip() == ""
     out = barman(host, "check", SERVER)
     assert out.rc == 0, out.stdout
+
+
+def test_a_restore_with_another_private_key_is_refused(host, tmp_path):
+    """A private key of another key pair (vault holding the wrong one) is refused before
+    anything is paused or stopped: the play says so, PostgreSQL stays on its timeline."""
+    if not encrypted(host):
+        pytest.skip("unencrypted backups need no private key")
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback"]
+    gpg += ["--passphrase", "other-passphrase-0123456789"]
+    subprocess.run(
+        [*gpg, "--quick-gen-key", "other <other@example.invalid>", "default", "default", "never"],
+        check=True,
+        capture_output=True,
+    )
+    private = subprocess.run(
+        [*gpg, "--armor", "--export-secret-keys"], check=True, capture_output=True, text=True
+    ).stdout
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    before = timeline(host)
+    play = restore_play(
+        host,
+        "-e",
+        json.dumps(
+            {
+                "irontrack_backup_gpg_private_key": private,
+                "irontrack_backup_gpg_passphrase": "other-passphrase-0123456789",
+            }
+        ),
+    )
+    assert play.returncode != 0, play.stdout[-3000:]
+    assert "is not the one of the backup key" in play.stdout, play.stdout[-3000:]
+    assert "Pause PgBouncer" not in play.stdout
+    assert "Stop PostgreSQL" not in play.stdout
+    assert timeline(host) == before
+    assert api(host, "health", ["-"]) == {"-": 200}
