@@ -51,6 +51,7 @@ from test_restore_drill import (  # noqa: E402
     archived,
     barman,
     psql,
+    settled_errors,
     users,
 )
 from test_restore_drill import restore as restore_drill  # noqa: E402
@@ -284,18 +285,7 @@ def test_restore_the_newest_state_after_losing_postgresql(db, backup, app, run_i
     assert api(app, "health", ["-"]) == {"-": 200}
     # A checkpoint is where PostgreSQL would queue the copied segments again; then everything
     # queued is archived and filed before errors/ is read.
-    psql(db, "CHECKPOINT")
-    ready = "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
-    deadline = time.monotonic() + 60
-    while psql(db, ready) != "0" and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert psql(db, ready) == "0", "PostgreSQL did not archive its queue"
-    deadline = time.monotonic() + 60
-    while backup.run(f"ls {INCOMING}").stdout.split() and time.monotonic() < deadline:
-        barman(backup, "archive-wal", SERVER)
-        time.sleep(1)
-    assert backup.run(f"ls {INCOMING}").stdout.split() == []
-    errors = backup.run(f"ls {BARMAN_HOME}/{SERVER}/errors/ 2>/dev/null").stdout.split()
+    errors = settled_errors(db, backup, INCOMING)
     assert errors == [], errors
     out = barman(backup, "check", SERVER)
     assert out.rc == 0, out.stdout
