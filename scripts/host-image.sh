@@ -11,6 +11,8 @@ mirror="${IRONTRACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ca_dir=/usr/local/share/ca-certificates
 
 log() { printf 'host-image.sh: %s\n' "$*" >&2; }
+# shellcheck source=scripts/rootfs.sh
+. "$here/rootfs.sh"
 
 "$here/dockerd.sh"
 command -v debootstrap >/dev/null 2>&1 || {
@@ -19,7 +21,7 @@ command -v debootstrap >/dev/null 2>&1 || {
 }
 
 recipe_hash=$( {
-    cat "$0"
+    cat "$0" "$here/rootfs.sh"
     echo "$mirror"
     if [ -d "$ca_dir" ]; then find "$ca_dir" -type f -name '*.crt' -print0 | sort -z | xargs -0r cat; fi
 } | sha256sum | cut -c1-12)
@@ -35,24 +37,8 @@ work=$(mktemp -d /var/tmp/irontrack-rootfs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
 
-debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,python3,sudo,dbus,ca-certificates,iproute2,procps \
-    bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-    tail -n 30 "$work/debootstrap.log" >&2
-    exit 1
-}
-
-# Hand in the extra CA certificates of this machine (e.g. a TLS-intercepting proxy).
-if [ -d "$ca_dir" ] && [ -n "$(ls -A "$ca_dir" 2>/dev/null)" ]; then
-    cp -a "$ca_dir/." "$rootfs/usr/local/share/ca-certificates/"
-    chroot "$rootfs" update-ca-certificates >/dev/null
-fi
-
-cat >"$rootfs/etc/apt/sources.list" <<SOURCES
-deb $mirror bookworm main
-deb $mirror bookworm-updates main
-deb ${mirror%/debian}/debian-security bookworm-security main
-SOURCES
+rootfs_debootstrap "$rootfs" systemd,systemd-sysv,python3,sudo,dbus,ca-certificates,iproute2,procps \
+    "$work/debootstrap.log"
 
 # Each container gets its own machine-id at first boot.
 rm -f "$rootfs/etc/machine-id" "$rootfs/var/lib/dbus/machine-id"

@@ -36,6 +36,8 @@ backports_suite=bookworm-backports
 backports_keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 log() { printf 'vm-image.sh: %s\n' "$*" >&2; }
+# shellcheck source=scripts/rootfs.sh
+. "$here/scripts/rootfs.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
     log "run as root (debootstrap and chroot need it)"
@@ -69,21 +71,7 @@ backports_packages="valkey-server valkey-tools"
 
 build_base() { # $1: work directory; leaves $1/root.tar
     local root="$1/root"
-    debootstrap --variant=minbase --include="$base_packages" bookworm "$root" "$mirror" \
-        >"$1/debootstrap.log" 2>&1 || {
-        tail -n 30 "$1/debootstrap.log" >&2
-        return 1
-    }
-    # Hand in the extra CA certificates of this machine (e.g. a TLS-intercepting proxy).
-    if [ -d "$ca_dir" ] && [ -n "$(ls -A "$ca_dir" 2>/dev/null)" ]; then
-        cp -a "$ca_dir/." "$root/usr/local/share/ca-certificates/"
-        chroot "$root" update-ca-certificates >/dev/null
-    fi
-    cat >"$root/etc/apt/sources.list" <<SOURCES
-deb $mirror bookworm main
-deb $mirror bookworm-updates main
-deb ${mirror%/debian}/debian-security bookworm-security main
-SOURCES
+    rootfs_debootstrap "$root" "$base_packages" "$1/debootstrap.log" || return 1
     chroot "$root" apt-get clean
     rm -rf "$root"/var/lib/apt/lists/*
     tar --numeric-owner --xattrs --acls -C "$root" -cf "$1/root.tar" .
@@ -193,7 +181,7 @@ SSHD
 
 hash_of() { sha256sum | cut -c1-12; }
 base_hash=$( {
-    declare -f build_base
+    declare -f build_base rootfs_debootstrap
     echo "$mirror $base_packages"
     if [ -d "$ca_dir" ]; then find "$ca_dir" -type f -name '*.crt' -print0 | sort -z | xargs -0r cat; fi
 } | hash_of)
