@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO / "tests" / "backup"))
 from fleet import address, container  # noqa: E402
 from test_restore_drill import (  # noqa: E402
     BARMAN_HOME,
+    PG_UNIT,
     SERVER,
     Restored,
     a_failing_archive_command_is_loud,
@@ -52,6 +53,8 @@ from test_restore_drill import (  # noqa: E402
     barman,
     psql,
     settled_errors,
+    take_backup,
+    timeline,
     users,
 )
 from test_restore_drill import restore as restore_drill  # noqa: E402
@@ -199,10 +202,6 @@ def test_a_full_encrypted_backup_is_on_the_backup_host(backup):
     assert [f for f in files if not f.endswith(".gpg")] == ["backup_manifest"], files
 
 
-def timeline(db) -> int:
-    return int(psql(db, "SELECT timeline_id FROM pg_control_checkpoint()"))
-
-
 def restore(db, target: str | None = None) -> Restored:
     """playbooks/restore.yml on the fleet (the drill's helper): to ``target``, or to the newest
     state without one; it must succeed."""
@@ -218,16 +217,10 @@ def test_restore_from_the_backup_host(db, backup, app, run_id):
     authorized on the database host."""
     a, b, b2 = users(run_id, "ra"), users(run_id, "rb"), users(run_id, "rb2")
     assert set(api(app, "signup", a).values()) == {201}
-    started = time.monotonic()
-    assert backup.run("systemctl start irontrack-backup.service").rc == 0
-    backup_s = time.monotonic() - started
+    full, backup_s = take_backup(backup, "full")
+    assert full["backup_type"] == "full", full
     assert set(api(app, "signup", b).values()) == {201}
-    started = time.monotonic()
-    out = backup.run("systemctl start irontrack-backup-diff.service")
-    diff_s = time.monotonic() - started
-    assert out.rc == 0, backup.run("journalctl -u irontrack-backup-diff -n 30 --no-pager").stdout
-    catalogue = json.loads(barman(backup, "-f", "json", "list-backups", SERVER).stdout)[SERVER]
-    diff = max(catalogue, key=lambda x: float(x.get("end_time_timestamp", 0)))
+    diff, diff_s = take_backup(backup, "diff")
     assert diff["backup_type"] == "incremental", diff
     assert set(api(app, "signup", b2).values()) == {201}
     time.sleep(0.5)
@@ -272,13 +265,13 @@ def test_restore_the_newest_state_after_losing_postgresql(db, backup, app, run_i
         time.sleep(0.5)
     assert archived(backup, segment), f"{segment} not on the backup host"
     before = timeline(db)
-    assert db.run("systemctl stop postgresql@18-main").rc == 0
+    assert db.run(f"systemctl stop {PG_UNIT}").rc == 0
     try:
         done = restore(db)
     finally:
         # a failed restore must not leave the fleet's later tests without a database
-        if db.run("systemctl is-active --quiet postgresql@18-main").rc != 0:
-            db.run("systemctl start postgresql@18-main")
+        if db.run(f"systemctl is-active --quiet {PG_UNIT}").rc != 0:
+            db.run(f"systemctl start {PG_UNIT}")
     assert done.what.startswith("to the newest archived state (PostgreSQL did not answer)"), done
     assert timeline(db) == before
     assert set(api(app, "login", d).values()) == {200}
